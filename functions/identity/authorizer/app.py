@@ -1,0 +1,38 @@
+"""REST API Lambda authorizer: bearer JWT or session cookie -> principal in the request context."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kumo.core.errors import Unauthorized
+from kumo.identity import service
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        principal = service.authenticate(event.get("headers") or {})
+    except Unauthorized as error:
+        logger.info("request refused", reason=error.detail)
+        # The exact message API Gateway maps to a 401 (any other error is a 500).
+        raise Exception("Unauthorized") from error  # noqa: TRY002
+    logger.info("request authorized", subject_id=principal.subject_id, kind=principal.kind)
+    # One policy for the whole API so a cached answer serves every route of the caller.
+    api_arn = event["methodArn"].split("/", 2)
+    return {
+        "principalId": principal.subject_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": f"{api_arn[0]}/{api_arn[1]}/*",
+                }
+            ],
+        },
+        "context": principal.to_context(),
+    }

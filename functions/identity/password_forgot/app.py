@@ -1,0 +1,16 @@
+"""POST /api/v1/auth/password/forgot: mail a reset token; the answer never tells if the account exists."""
+
+from kumo.core.api import http_handler, make_resolver
+from kumo.identity import service
+from kumo.identity.schemas import AcceptedOut, EmailRequest
+
+app = make_resolver()
+
+
+@app.post("/api/v1/auth/password/forgot", status_code=202, tags=["auth"])
+def forgot_password(body: EmailRequest) -> AcceptedOut:
+    service.forgot_password(body.email)
+    return AcceptedOut(detail="If an account uses this address, a reset e-mail is on its way.")
+
+
+lambda_handler = http_handler(app)

@@ -1,0 +1,94 @@
+"""Seed the local stack with a demo organization, an admin and a user (idempotent).
+
+Runs in its own interpreter with the stack's settings in the environment, and calls the
+services directly: the first admin cannot be made through the API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.local.stack import Stack
+
+ADMIN_EMAIL = "admin@kumo.local"
+USER_EMAIL = "learner@kumo.local"
+ORG_NAME = "Demo Lab"
+
+
+def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
+    from infra.local.stack import MAIL_SENDER, ROOT, STAGE
+
+    credentials = stack.state_dir / "demo-credentials.json"
+    if not credentials.exists():
+        passwords = {"admin": f"Admin-{secrets.token_hex(6)}", "user": f"User-{secrets.token_hex(6)}"}
+        credentials.write_text(json.dumps(passwords))
+        credentials.chmod(0o600)
+    env = stack.aws_env()
+    queue_url = f"{stack.gateway}/000000000000/kumo-{STAGE}-mail"
+    env.update(
+        KUMO_STAGE=STAGE,
+        IDENTITY_TABLE=f"kumo-{STAGE}-identity",
+        ORGS_TABLE=f"kumo-{STAGE}-orgs",
+        TASKS_TABLE=f"kumo-{STAGE}-tasks",
+        MAIL_QUEUE_URL=queue_url,
+        MAIL_SENDER=MAIL_SENDER,
+        JWT_SECRET=jwt_secret,
+        APP_URL=stack.gateway,
+        KUMO_SEED_CREDENTIALS=str(credentials),
+        PYTHONPATH=os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
+        POWERTOOLS_LOG_LEVEL="WARNING",
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "infra.local.seed"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"seeding failed:\n{result.stderr}")
+    demo: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return demo
+
+
+def _ensure_user(email: str, password: str, display_name: str, role: str) -> Any:
+    from kumo.identity import service as identity
+
+    user = identity.find_user_by_email(email)
+    if user is None:
+        user = identity.register(
+            email=email, password=password, display_name=display_name, role=role, verified=True
+        )
+    return user
+
+
+def main() -> None:
+    from kumo.orgs import service as orgs
+
+    passwords = json.loads(Path(os.environ["KUMO_SEED_CREDENTIALS"]).read_text())
+    admin = _ensure_user(ADMIN_EMAIL, passwords["admin"], "Demo Admin", "admin")
+    user = _ensure_user(USER_EMAIL, passwords["user"], "Demo Learner", "user")
+    org = orgs.ensure_demo_org(
+        name=ORG_NAME,
+        owner_id=admin.user_id,
+        owner_email=admin.email,
+        members=[(user.user_id, user.email, "member")],
+    )
+    print(json.dumps({  # noqa: T201 (the parent process reads this line)
+        "org_id": org.org_id,
+        "org_name": org.name,
+        "accounts": [
+            {"role": "admin", "email": ADMIN_EMAIL, "password": passwords["admin"],
+             "user_id": admin.user_id},
+            {"role": "user", "email": USER_EMAIL, "password": passwords["user"],
+             "user_id": user.user_id},
+        ],
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""The local stack: start MiniStack on loopback, build and deploy template.yaml, seed, report.
+
+    python -m infra.local.stack up [--port 4566] [--state-dir .local/state]
+    python -m infra.local.stack down [--state-dir .local/state]
+
+`make up` and `make down` call this; the integration tests import it to run a stack of
+their own on a free port with a throw-away state folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / ".local"
+DEFAULT_STATE = LOCAL / "state"
+DEFAULT_PORT = 4566
+REGION = "us-east-1"
+STACK_NAME = "kumo"
+STAGE = "local"
+MAIL_SENDER = "no-reply@kumo.local"
+MINISTACK_BIN = LOCAL / "ministack" / "bin" / "ministack"
+SAM_BIN = LOCAL / "sam" / "bin" / "sam"
+BUILD_DIR = ROOT / ".aws-sam" / "build"
+# What a deploy depends on: a change to any of these triggers sam build + deploy.
+DEPLOY_INPUTS = ("template.yaml", "samconfig.toml", "functions", "layers")
+
+
+@dataclass(frozen=True)
+class Stack:
+    port: int
+    state_dir: Path
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "ministack.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "ministack.log"
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment for any AWS client (SAM CLI, boto3) aimed at this engine."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ENDPOINT_URL=self.gateway,
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",  # noqa: S106 (the engine's dummy credentials)
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+            SAM_CLI_TELEMETRY="0",
+            SAM_CLI_POLL_DELAY="0.5",
+        )
+        return env
+
+
+def log(message: str) -> None:
+    print(f"[kumo] {message}", flush=True)
+
+
+# --- engine ------------------------------------------------------------------------------
+
+
+def _ready(stack: Stack) -> bool:
+    try:
+        with urllib.request.urlopen(f"{stack.gateway}/_ministack/ready", timeout=1) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _running_pid(stack: Stack) -> int | None:
+    try:
+        pid = int(stack.pid_file.read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def start_engine(stack: Stack, timeout: float = 60) -> None:
+    stack.state_dir.mkdir(parents=True, exist_ok=True)
+    if _running_pid(stack) and _ready(stack):
+        log(f"MiniStack already running on {stack.gateway}")
+        return
+    if _ready(stack):
+        raise SystemExit(f"port {stack.port} is taken by another process; choose --port")
+    if not MINISTACK_BIN.exists():
+        raise SystemExit("MiniStack is not installed; run `make up` (it installs it)")
+    env = stack.aws_env()
+    env.pop("AWS_ENDPOINT_URL")
+    env.update(
+        GATEWAY_PORT=str(stack.port),
+        BIND_HOST="127.0.0.1",
+        PERSIST_STATE="1",
+        STATE_DIR=str(stack.state_dir / "engine"),
+        S3_PERSIST="1",
+        S3_DATA_DIR=str(stack.state_dir / "s3"),
+        IOT_MTLS_ENABLED="0",
+        MINISTACK_REGION=REGION,
+        LOG_LEVEL="WARNING",
+    )
+    with stack.log_file.open("ab") as log_stream:
+        process = subprocess.Popen(  # noqa: S603 (our own pinned binary)
+            [str(MINISTACK_BIN)],
+            env=env,
+            cwd=stack.state_dir,
+            stdout=log_stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    stack.pid_file.write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while not _ready(stack):
+        if process.poll() is not None:
+            raise SystemExit(f"MiniStack exited early; see {stack.log_file}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"MiniStack not ready after {timeout:.0f} s; see {stack.log_file}")
+        time.sleep(0.1)
+    log(f"MiniStack {stack.gateway} ready (pid {process.pid})")
+
+
+def stop_engine(stack: Stack, timeout: float = 30) -> bool:
+    pid = _running_pid(stack)
+    if pid is None:
+        stack.pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)  # SIGTERM lets MiniStack write its state to disk
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    stack.pid_file.unlink(missing_ok=True)
+    return True
+
+
+# --- build and deploy ----------------------------------------------------------------------
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in DEPLOY_INPUTS:
+        path = ROOT / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            if "__pycache__" in file.parts:
+                continue
+            digest.update(str(file.relative_to(ROOT)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _secret(stack: Stack) -> str:
+    path = stack.state_dir / "jwt-secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _run(command: list[str], env: dict[str, str]) -> None:
+    sam_bin = str(SAM_BIN.parent)
+    # The SAM venv's python3.12 is what `sam build` checks the runtime against.
+    env = {**env, "PATH": f"{sam_bin}{os.pathsep}{env.get('PATH', '')}"}
+    result = subprocess.run(command, cwd=ROOT, env=env, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command[:3])} (exit {result.returncode})")
+
+
+def build() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    env["SAM_CLI_TELEMETRY"] = "0"
+    _run([str(SAM_BIN), "build", "--config-env", "local", "--build-dir", str(BUILD_DIR)], env)
+
+
+def _cloudformation(stack: Stack) -> Any:
+    import boto3
+
+    return boto3.client(
+        "cloudformation",
+        endpoint_url=stack.gateway,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106
+    )
+
+
+def stack_outputs(stack: Stack) -> dict[str, str] | None:
+    try:
+        described = _cloudformation(stack).describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+    except Exception:  # no stack yet, whatever the engine calls that
+        return None
+    if not described.get("StackStatus", "").endswith("_COMPLETE"):
+        return None
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def parameter_overrides(stack: Stack) -> list[str]:
+    return [
+        f"Stage={STAGE}",
+        f"MailSender={MAIL_SENDER}",
+        f"AppUrl={stack.gateway}",
+        f"JwtSecret={_secret(stack)}",
+    ]
+
+
+def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
+    marker = stack.state_dir / "deployed.sha256"
+    fingerprint = _fingerprint()
+    outputs = stack_outputs(stack)
+    if not force and outputs and marker.exists() and marker.read_text() == fingerprint:
+        log("template and code unchanged since the last deploy; skipping sam build/deploy")
+        return outputs
+    started = time.monotonic()
+    build()
+    log(f"sam build done in {time.monotonic() - started:.1f} s")
+    started = time.monotonic()
+    _run(
+        [
+            str(SAM_BIN), "deploy", "--config-env", "local",
+            "--template-file", str(BUILD_DIR / "template.yaml"),
+            "--stack-name", STACK_NAME, "--region", REGION,
+            "--parameter-overrides", *parameter_overrides(stack),
+            "--no-progressbar",
+        ],
+        stack.aws_env(),
+    )
+    log(f"sam deploy done in {time.monotonic() - started:.1f} s")
+    outputs = stack_outputs(stack)
+    if outputs is None:
+        raise SystemExit("the stack did not reach a *_COMPLETE state")
+    apply_engine_workarounds(stack)
+    marker.write_text(fingerprint)
+    return outputs
+
+
+def apply_engine_workarounds(stack: Stack) -> None:
+    """MiniStack ignores TimeToLiveSpecification in templates (docs/adr/0004); set it by API."""
+    import boto3
+
+    dynamodb = boto3.client("dynamodb", **_client_args(stack))
+    for name in ("identity", "orgs", "tasks"):
+        table = f"kumo-{STAGE}-{name}"
+        described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+        if described.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            dynamodb.update_time_to_live(
+                TableName=table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
+
+
+def _client_args(stack: Stack) -> dict[str, str]:
+    return {
+        "endpoint_url": stack.gateway,
+        "region_name": REGION,
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
+
+
+def endpoints(stack: Stack, outputs: dict[str, str]) -> dict[str, str]:
+    api = f"{stack.gateway}/_aws/execute-api/{outputs['ApiId']}/{outputs['Stage']}"
+    return {
+        "api": api,
+        "outbox": f"{stack.gateway}/_ministack/ses/messages",
+        "gateway": stack.gateway,
+        "health": f"{api}/api/v1/health",
+        "openapi": f"{api}/api/v1/openapi.json",
+        "region": REGION,
+        "stage": outputs["Stage"],
+        "api_id": outputs["ApiId"],
+    }
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def up(
+    *,
+    port: int = DEFAULT_PORT,
+    state_dir: Path = DEFAULT_STATE,
+    endpoints_file: Path | None = None,
+    seed: bool = True,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    stack = Stack(port=port, state_dir=state_dir.resolve())
+    start_engine(stack)
+    outputs = deploy(stack)
+    urls = endpoints(stack, outputs)
+    result: dict[str, Any] = dict(urls)
+    if seed:
+        from infra.local import seed as seeding
+
+        result["demo"] = seeding.seed(stack, _secret(stack))
+    target = endpoints_file or (LOCAL / "endpoints.json" if state_dir == DEFAULT_STATE else
+                                stack.state_dir / "endpoints.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2) + "\n")
+    result["ready_seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def _print_summary(result: dict[str, Any], endpoints_file: Path) -> None:
+    log("the local stack is up")
+    for key in ("api", "health", "openapi", "outbox", "gateway"):
+        log(f"  {key:8} {result[key]}")
+    demo = result.get("demo")
+    if demo:
+        log(f"  demo organization: {demo['org_name']} ({demo['org_id']})")
+        for account in demo["accounts"]:
+            log(f"  {account['role']:6} {account['email']}  password: {account['password']}")
+    log(f"  endpoints written to {endpoints_file}")
+    log(f"ready in {result['ready_seconds']} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.local.stack")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("KUMO_PORT", DEFAULT_PORT)))
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    parser.add_argument("--no-seed", action="store_true")
+    args = parser.parse_args(argv)
+    stack = Stack(port=args.port, state_dir=args.state_dir.resolve())
+    if args.command == "up":
+        endpoints_file = LOCAL / "endpoints.json"
+        result = up(port=args.port, state_dir=args.state_dir, endpoints_file=endpoints_file,
+                    seed=not args.no_seed)
+        _print_summary(result, endpoints_file)
+    elif args.command == "down":
+        log("MiniStack stopped" if stop_engine(stack) else "nothing was running")
+    else:
+        running = _running_pid(stack) is not None and _ready(stack)
+        log(f"MiniStack {'running on ' + stack.gateway if running else 'not running'}")
+        return 0 if running else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Kumo's shared layer: core helpers and one package per bounded context."""

@@ -1,0 +1,22 @@
+"""boto3 clients, created on first use and reused across warm invocations."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_ses import SESClient
+    from mypy_boto3_sqs import SQSClient
+
+
+@cache
+def sqs() -> SQSClient:
+    return boto3.client("sqs")
+
+
+@cache
+def ses() -> SESClient:
+    return boto3.client("ses")

@@ -1,0 +1,60 @@
+"""Settings read once from the environment; a missing variable fails at first use, loudly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+
+class ConfigurationError(RuntimeError):
+    """The function was deployed without a variable it needs."""
+
+
+def _require(name: str, missing: list[str]) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        missing.append(name)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    stage: str
+    region: str
+    identity_table: str
+    orgs_table: str
+    tasks_table: str
+    mail_queue_url: str
+    mail_sender: str
+    jwt_secret: str
+    app_url: str
+    access_token_seconds: int
+    refresh_token_seconds: int
+    refresh_token_remember_seconds: int
+
+
+@cache
+def get_settings() -> Settings:
+    missing: list[str] = []
+    settings = Settings(
+        stage=_require("KUMO_STAGE", missing),
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        identity_table=_require("IDENTITY_TABLE", missing),
+        orgs_table=_require("ORGS_TABLE", missing),
+        tasks_table=_require("TASKS_TABLE", missing),
+        mail_queue_url=_require("MAIL_QUEUE_URL", missing),
+        mail_sender=_require("MAIL_SENDER", missing),
+        jwt_secret=_require("JWT_SECRET", missing),
+        app_url=_require("APP_URL", missing).rstrip("/"),
+        access_token_seconds=int(os.environ.get("ACCESS_TOKEN_SECONDS", "900")),
+        refresh_token_seconds=int(os.environ.get("REFRESH_TOKEN_SECONDS", "3600")),
+        refresh_token_remember_seconds=int(
+            os.environ.get("REFRESH_TOKEN_REMEMBER_SECONDS", str(30 * 24 * 3600))
+        ),
+    )
+    if missing:
+        raise ConfigurationError(f"missing environment variables: {', '.join(sorted(missing))}")
+    if len(settings.jwt_secret) < 32:
+        raise ConfigurationError("JWT_SECRET must be at least 32 characters")
+    return settings

@@ -1,0 +1,141 @@
+"""Identity table items. Key building for this context lives here and nowhere else.
+
+Access patterns (all GetItem or Query):
+  user by id            USER#<id> / PROFILE
+  user by e-mail        EMAIL#<email> / EMAIL  ->  user id  (also makes e-mail unique)
+  users, newest first   gsi1: USERS / <created_at>#<id>
+  refresh token         REFRESH#<sha256> / REFRESH
+  token families        USER#<id> / FAMILY#<family id>
+  one-time tokens       TOKEN#<sha256> / VERIFY | RESET
+  audit events by day   AUDIT#<yyyy-mm-dd> / <iso time>#<id>
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from kumo.core.config import get_settings
+
+USERS_PARTITION = "USERS"
+
+
+def user_key(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def email_key(email: str) -> str:
+    return f"EMAIL#{email}"
+
+
+def refresh_key(token_hash: str) -> str:
+    return f"REFRESH#{token_hash}"
+
+
+def family_sort_key(family_id: str) -> str:
+    return f"FAMILY#{family_id}"
+
+
+def one_time_key(token_hash: str) -> str:
+    return f"TOKEN#{token_hash}"
+
+
+def audit_key(day: str) -> str:
+    return f"AUDIT#{day}"
+
+
+class _IdentityMeta:
+    table_name = get_settings().identity_table
+    region = get_settings().region
+
+
+class UserListIndex(GlobalSecondaryIndex["UserModel"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class UserModel(Model):
+    Meta = _IdentityMeta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="PROFILE")
+    gsi1pk = UnicodeAttribute(default=USERS_PARTITION)
+    gsi1sk = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    email = UnicodeAttribute()
+    display_name = UnicodeAttribute()
+    password_hash = UnicodeAttribute()
+    role = UnicodeAttribute(default="user")
+    active = BooleanAttribute(default=True)
+    email_verified = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    failed_logins = NumberAttribute(default=0)
+    locked_until = NumberAttribute(default=0)
+
+    by_created = UserListIndex()
+
+
+class EmailClaimModel(Model):
+    Meta = _IdentityMeta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="EMAIL")
+    user_id = UnicodeAttribute()
+
+
+class RefreshTokenModel(Model):
+    Meta = _IdentityMeta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="REFRESH")
+    user_id = UnicodeAttribute()
+    family_id = UnicodeAttribute()
+    remember = BooleanAttribute(default=False)
+    rotated = BooleanAttribute(default=False)
+    expires_at = NumberAttribute()
+
+
+class TokenFamilyModel(Model):
+    Meta = _IdentityMeta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    family_id = UnicodeAttribute()
+    revoked = BooleanAttribute(default=False)
+    revoked_reason = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class OneTimeTokenModel(Model):
+    Meta = _IdentityMeta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    user_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class AuditEventModel(Model):
+    Meta = _IdentityMeta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    event = UnicodeAttribute()
+    at = UnicodeAttribute()
+    actor_id = UnicodeAttribute(null=True)
+    subject_id = UnicodeAttribute(null=True)
+    source_ip = UnicodeAttribute(null=True)
+    detail = MapAttribute[str, str](default=dict)
+    expires_at = NumberAttribute()

@@ -1,0 +1,494 @@
+"""Identity: accounts, sessions (access JWT + rotating refresh tokens), one-time tokens, audit."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+
+from aws_lambda_powertools import Logger
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from kumo.core import clock
+from kumo.core.config import get_settings
+from kumo.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from kumo.core.ids import new_id
+from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
+from kumo.core.principal import Principal
+from kumo.identity import passwords, tokens
+from kumo.identity.errors import AccountDisabled, EmailNotVerified, InvalidToken
+from kumo.identity.models import (
+    USERS_PARTITION,
+    AuditEventModel,
+    EmailClaimModel,
+    OneTimeTokenModel,
+    RefreshTokenModel,
+    TokenFamilyModel,
+    UserModel,
+    audit_key,
+    email_key,
+    family_sort_key,
+    one_time_key,
+    refresh_key,
+    user_key,
+)
+from kumo.tasks import service as tasks
+
+logger = Logger(child=True)
+
+ACCESS_COOKIE = "kumo_access"
+REFRESH_COOKIE = "kumo_refresh"
+MAX_FAILED_LOGINS = 5
+LOCK_SECONDS = 15 * 60
+VERIFY_TOKEN_SECONDS = 24 * 3600
+RESET_TOKEN_SECONDS = 3600
+AUDIT_RETENTION_SECONDS = 400 * 24 * 3600
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user: UserModel
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+
+
+# --- accounts ---------------------------------------------------------------------------
+
+
+def _connection() -> Connection:
+    return Connection(region=get_settings().region)
+
+
+def get_user(user_id: str) -> UserModel:
+    try:
+        return UserModel.get(user_key(user_id), "PROFILE")
+    except DoesNotExist as error:
+        raise NotFound("No such user.") from error
+
+
+def find_user_by_email(email: str) -> UserModel | None:
+    try:
+        claim = EmailClaimModel.get(email_key(email), "EMAIL")
+    except DoesNotExist:
+        return None
+    try:
+        return UserModel.get(user_key(claim.user_id), "PROFILE")
+    except DoesNotExist:
+        return None
+
+
+def register(
+    *, email: str, password: str, display_name: str, role: str = "user", verified: bool = False
+) -> UserModel:
+    passwords.check_policy(password, email)
+    user_id = new_id()
+    created = clock.utc_iso()
+    user = UserModel(
+        pk=user_key(user_id),
+        gsi1sk=f"{created}#{user_id}",
+        user_id=user_id,
+        email=email,
+        display_name=display_name,
+        password_hash=passwords.hash_password(password),
+        role=role,
+        email_verified=verified,
+        created_at=created,
+        updated_at=created,
+    )
+    claim = EmailClaimModel(pk=email_key(email), user_id=user_id)
+    try:
+        with TransactWrite(connection=_connection()) as transaction:
+            # The claim item makes the address unique; the user item cannot exist yet.
+            transaction.save(claim, condition=EmailClaimModel.pk.does_not_exist())
+            transaction.save(user, condition=UserModel.pk.does_not_exist())
+    except TransactWriteError as error:
+        raise Conflict("An account with this e-mail address already exists.") from error
+    logger.info("user registered", user_id=user_id)
+    if not verified:
+        _send_one_time_mail(user, purpose="VERIFY", template="verify_email")
+    return user
+
+
+def update_me(
+    user_id: str,
+    *,
+    display_name: str | None,
+    current_password: str | None,
+    new_password: str | None,
+) -> UserModel:
+    user = get_user(user_id)
+    actions = [UserModel.updated_at.set(clock.utc_iso())]
+    if display_name is not None:
+        actions.append(UserModel.display_name.set(display_name))
+    if new_password is not None:
+        if current_password is None or not passwords.verify_password(
+            user.password_hash, current_password
+        ):
+            raise ValidationFailed(
+                "Changing the password needs the current password.",
+                errors=[{"field": "current_password", "message": "is missing or wrong"}],
+            )
+        passwords.check_policy(new_password, user.email, field="new_password")
+        actions.append(UserModel.password_hash.set(passwords.hash_password(new_password)))
+    user.update(actions=actions)
+    if new_password is not None:
+        revoke_all_sessions(user_id, reason="password-changed")
+        record_audit("password.changed", actor_id=user_id, subject_id=user_id)
+    return user
+
+
+# --- one-time tokens (verification, reset) --------------------------------------------------
+
+
+def _send_one_time_mail(user: UserModel, *, purpose: str, template: str) -> None:
+    raw = tokens.new_opaque_token()
+    seconds = VERIFY_TOKEN_SECONDS if purpose == "VERIFY" else RESET_TOKEN_SECONDS
+    OneTimeTokenModel(
+        pk=one_time_key(tokens.hash_token(raw)),
+        sk=purpose,
+        user_id=user.user_id,
+        expires_at=int(clock.now()) + seconds,
+    ).save()
+    page = "verify-email" if purpose == "VERIFY" else "reset-password"
+    tasks.enqueue_email(
+        to=user.email,
+        template=template,
+        params={
+            "display_name": user.display_name,
+            "token": raw,
+            "link": f"{get_settings().app_url}/auth/{page}?token={raw}",
+        },
+    )
+
+
+def _consume_one_time_token(raw: str, purpose: str) -> str:
+    """Spend a token once; answers the user id it was issued to."""
+    key = one_time_key(tokens.hash_token(raw))
+    try:
+        item = OneTimeTokenModel.get(key, purpose)
+    except DoesNotExist as error:
+        raise InvalidToken("The token is unknown, already used or expired.") from error
+    try:
+        # The conditional delete is what makes the token single use under concurrency.
+        item.delete(condition=OneTimeTokenModel.pk.exists())
+    except DeleteError as error:
+        raise InvalidToken("The token is unknown, already used or expired.") from error
+    if item.expires_at <= clock.now():
+        raise InvalidToken("The token is unknown, already used or expired.")
+    return item.user_id
+
+
+def verify_email(raw_token: str) -> UserModel:
+    user = get_user(_consume_one_time_token(raw_token, "VERIFY"))
+    user.update(
+        actions=[UserModel.email_verified.set(True), UserModel.updated_at.set(clock.utc_iso())]
+    )
+    record_audit("email.verified", actor_id=user.user_id, subject_id=user.user_id)
+    return user
+
+
+def resend_verification(email: str) -> None:
+    user = find_user_by_email(email)
+    if user is not None and not user.email_verified and user.active:
+        _send_one_time_mail(user, purpose="VERIFY", template="verify_email")
+
+
+def forgot_password(email: str) -> None:
+    """Always looks the same to the caller, so it cannot probe which addresses exist."""
+    user = find_user_by_email(email)
+    if user is not None and user.active:
+        _send_one_time_mail(user, purpose="RESET", template="password_reset")
+
+
+def reset_password(raw_token: str, new_password: str) -> None:
+    user = get_user(_consume_one_time_token(raw_token, "RESET"))
+    passwords.check_policy(new_password, user.email, field="new_password")
+    user.update(
+        actions=[
+            UserModel.password_hash.set(passwords.hash_password(new_password)),
+            UserModel.failed_logins.set(0),
+            UserModel.locked_until.set(0),
+            UserModel.updated_at.set(clock.utc_iso()),
+        ]
+    )
+    revoke_all_sessions(user.user_id, reason="password-reset")
+    record_audit("password.reset", actor_id=user.user_id, subject_id=user.user_id)
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+def _refresh_seconds(remember: bool) -> int:
+    settings = get_settings()
+    return settings.refresh_token_remember_seconds if remember else settings.refresh_token_seconds
+
+
+def _issue_session(user: UserModel, *, remember: bool, family_id: str | None = None) -> Session:
+    seconds = _refresh_seconds(remember)
+    expires_at = int(clock.now()) + seconds
+    if family_id is None:
+        family_id = new_id()
+        TokenFamilyModel(
+            pk=user_key(user.user_id),
+            sk=family_sort_key(family_id),
+            family_id=family_id,
+            created_at=clock.utc_iso(),
+            expires_at=expires_at,
+        ).save()
+    else:
+        TokenFamilyModel(pk=user_key(user.user_id), sk=family_sort_key(family_id)).update(
+            actions=[TokenFamilyModel.expires_at.set(expires_at)]
+        )
+    raw = tokens.new_opaque_token()
+    RefreshTokenModel(
+        pk=refresh_key(tokens.hash_token(raw)),
+        user_id=user.user_id,
+        family_id=family_id,
+        remember=remember,
+        expires_at=expires_at,
+    ).save()
+    return Session(
+        user=user,
+        access_token=tokens.issue_access_token(
+            user_id=user.user_id, email=user.email, role=user.role
+        ),
+        refresh_token=raw,
+        expires_in=get_settings().access_token_seconds,
+        refresh_expires_in=seconds,
+    )
+
+
+def login(*, email: str, password: str, remember: bool, source_ip: str | None) -> Session:
+    user = find_user_by_email(email)
+    if user is None:
+        passwords.verify_password(passwords.dummy_hash(), password)
+        record_audit("login.failed", source_ip=source_ip, detail={"reason": "unknown-account"})
+        raise Unauthorized("The e-mail address or the password is wrong.")
+    now = clock.now()
+    if user.locked_until > now:
+        record_audit("login.throttled", subject_id=user.user_id, source_ip=source_ip)
+        retry_after = math.ceil(user.locked_until - now)
+        raise TooManyRequests(
+            "Too many failed sign-ins for this account; try again later.",
+            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
+        )
+    if not passwords.verify_password(user.password_hash, password):
+        _count_failed_login(user, source_ip)
+        raise Unauthorized("The e-mail address or the password is wrong.")
+    if not user.active:
+        record_audit("login.failed", subject_id=user.user_id, detail={"reason": "deactivated"})
+        raise AccountDisabled("This account is deactivated.")
+    if not user.email_verified:
+        raise EmailNotVerified("Confirm your e-mail address before signing in.")
+    actions = [UserModel.failed_logins.set(0), UserModel.locked_until.set(0)]
+    if passwords.needs_rehash(user.password_hash):
+        actions.append(UserModel.password_hash.set(passwords.hash_password(password)))
+    user.update(actions=actions)
+    record_audit("login.succeeded", actor_id=user.user_id, subject_id=user.user_id,
+                 source_ip=source_ip)
+    return _issue_session(user, remember=remember)
+
+
+def _count_failed_login(user: UserModel, source_ip: str | None) -> None:
+    user.update(actions=[UserModel.failed_logins.add(1)])
+    record_audit("login.failed", subject_id=user.user_id, source_ip=source_ip,
+                 detail={"reason": "wrong-password"})
+    if user.failed_logins >= MAX_FAILED_LOGINS:
+        user.update(
+            actions=[
+                UserModel.locked_until.set(int(clock.now()) + LOCK_SECONDS),
+                UserModel.failed_logins.set(0),
+            ]
+        )
+        record_audit("login.locked", subject_id=user.user_id, source_ip=source_ip)
+
+
+def refresh_session(raw_token: str) -> Session:
+    try:
+        token = RefreshTokenModel.get(refresh_key(tokens.hash_token(raw_token)), "REFRESH")
+    except DoesNotExist as error:
+        raise Unauthorized("The refresh token is invalid or expired.") from error
+    family = _get_family(token.user_id, token.family_id)
+    if token.expires_at <= clock.now() or family is None or family.revoked:
+        raise Unauthorized("The refresh token is invalid or expired.")
+    try:
+        # Conditional: of two concurrent uses of one token, exactly one rotates it.
+        token.update(
+            actions=[RefreshTokenModel.rotated.set(True)],
+            condition=RefreshTokenModel.rotated == False,  # noqa: E712 (an expression, not a test)
+        )
+    except UpdateError as error:
+        _revoke_family(family, reason="reuse-detected")
+        record_audit("token.reuse_detected", subject_id=token.user_id,
+                     detail={"family_id": token.family_id})
+        raise Unauthorized(
+            "This refresh token was already used; every session it belonged to is revoked."
+        ) from error
+    user = get_user(token.user_id)
+    if not user.active:
+        _revoke_family(family, reason="deactivated")
+        raise AccountDisabled("This account is deactivated.")
+    return _issue_session(user, remember=token.remember, family_id=token.family_id)
+
+
+def logout(raw_token: str | None) -> None:
+    """Idempotent: an unknown or already revoked token still logs out."""
+    if not raw_token:
+        return
+    try:
+        token = RefreshTokenModel.get(refresh_key(tokens.hash_token(raw_token)), "REFRESH")
+    except DoesNotExist:
+        return
+    family = _get_family(token.user_id, token.family_id)
+    if family is not None:
+        _revoke_family(family, reason="logout")
+
+
+def _get_family(user_id: str, family_id: str) -> TokenFamilyModel | None:
+    try:
+        return TokenFamilyModel.get(user_key(user_id), family_sort_key(family_id))
+    except DoesNotExist:
+        return None
+
+
+def _revoke_family(family: TokenFamilyModel, *, reason: str) -> None:
+    family.update(
+        actions=[TokenFamilyModel.revoked.set(True), TokenFamilyModel.revoked_reason.set(reason)]
+    )
+
+
+def revoke_all_sessions(user_id: str, *, reason: str) -> None:
+    for family in TokenFamilyModel.query(
+        user_key(user_id), TokenFamilyModel.sk.startswith("FAMILY#")
+    ):
+        if not family.revoked:
+            _revoke_family(family, reason=reason)
+
+
+# --- request authentication (the API authorizer) --------------------------------------------
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return ""
+
+
+def read_cookie(headers: Mapping[str, str], name: str) -> str:
+    raw = _header(headers, "cookie")
+    if not raw:
+        return ""
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw)
+    except CookieError:
+        return ""
+    morsel = jar.get(name)
+    return morsel.value if morsel else ""
+
+
+def authenticate(headers: Mapping[str, str]) -> Principal:
+    """A bearer JWT or the session cookie becomes a principal; anything else is refused."""
+    authorization = _header(headers, "authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Use the Bearer scheme.")
+    else:
+        token = read_cookie(headers, ACCESS_COOKIE)
+    if not token:
+        raise Unauthorized("Missing credentials.")
+    claims = tokens.decode_access_token(token.strip())
+    return Principal(
+        kind="user",
+        subject_id=str(claims["sub"]),
+        roles=(str(claims["role"]),),
+        email=str(claims.get("email", "")),
+    )
+
+
+# --- administration -----------------------------------------------------------------------
+
+
+def list_users(*, limit: int | None, cursor: str | None) -> tuple[list[UserModel], str | None]:
+    results = UserModel.by_created.query(
+        USERS_PARTITION,
+        scan_index_forward=False,
+        limit=clamp_limit(limit),
+        last_evaluated_key=decode_cursor(cursor),
+    )
+    users = list(results)
+    return users, encode_cursor(results.last_evaluated_key)
+
+
+def admin_update_user(
+    *, actor_id: str, user_id: str, role: str | None, active: bool | None
+) -> UserModel:
+    if user_id == actor_id:
+        raise Conflict("Admins cannot change their own role or deactivate themselves.")
+    user = get_user(user_id)
+    actions = [UserModel.updated_at.set(clock.utc_iso())]
+    if role is not None and role != user.role:
+        actions.append(UserModel.role.set(role))
+        record_audit("user.role_changed", actor_id=actor_id, subject_id=user_id,
+                     detail={"from": user.role, "to": role})
+    if active is not None and active != user.active:
+        actions.append(UserModel.active.set(active))
+        record_audit("user.activated" if active else "user.deactivated",
+                     actor_id=actor_id, subject_id=user_id)
+    user.update(actions=actions)
+    if active is False:
+        revoke_all_sessions(user_id, reason="deactivated")
+    return user
+
+
+def record_audit(
+    event: str,
+    *,
+    actor_id: str | None = None,
+    subject_id: str | None = None,
+    source_ip: str | None = None,
+    detail: dict[str, str] | None = None,
+) -> None:
+    moment = clock.now()
+    at = clock.utc_iso(moment)
+    AuditEventModel(
+        pk=audit_key(at[:10]),
+        sk=f"{at}#{new_id()}",
+        event=event,
+        at=at,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        source_ip=source_ip,
+        detail=detail or {},
+        expires_at=int(moment) + AUDIT_RETENTION_SECONDS,
+    ).save()
+
+
+def list_audit(
+    *, day: str | None, limit: int | None, cursor: str | None
+) -> tuple[list[AuditEventModel], str | None]:
+    """One UTC day per partition, newest first; `day` defaults to today."""
+    if day is None:
+        day = clock.utc_iso()[:10]
+    elif not _DAY.match(day):
+        raise ValidationFailed(
+            "day must be a date.", errors=[{"field": "day", "message": "use YYYY-MM-DD"}]
+        )
+    results = AuditEventModel.query(
+        audit_key(day),
+        scan_index_forward=False,
+        limit=clamp_limit(limit),
+        last_evaluated_key=decode_cursor(cursor),
+    )
+    events = list(results)
+    return events, encode_cursor(results.last_evaluated_key)
