@@ -182,18 +182,28 @@ def _secret(stack: Stack) -> str:
 
 
 def _run(command: list[str], env: dict[str, str]) -> None:
+    """Run a SAM CLI command quietly; its whole output is shown only when it fails."""
     sam_bin = str(SAM_BIN.parent)
     # The SAM venv's python3.12 is what `sam build` checks the runtime against.
     env = {**env, "PATH": f"{sam_bin}{os.pathsep}{env.get('PATH', '')}"}
-    result = subprocess.run(command, cwd=ROOT, env=env, check=False)  # noqa: S603
+    result = subprocess.run(  # noqa: S603
+        command, cwd=ROOT, env=env, check=False, capture_output=True, text=True
+    )
     if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(command[:3])} (exit {result.returncode})")
+        print(result.stdout[-20000:], result.stderr[-20000:], sep="\n", file=sys.stderr)
+        raise SystemExit(f"failed: {' '.join(command[:2])} (exit {result.returncode})")
 
 
 def build() -> None:
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     env["SAM_CLI_TELEMETRY"] = "0"
-    _run([str(SAM_BIN), "build", "--config-env", "local", "--build-dir", str(BUILD_DIR)], env)
+    _run(
+        [
+            str(SAM_BIN), "build", "--config-file", str(ROOT / "samconfig.toml"),
+            "--config-env", "local", "--build-dir", str(BUILD_DIR),
+        ],
+        env,
+    )
 
 
 def _cloudformation(stack: Stack) -> Any:
@@ -240,7 +250,8 @@ def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
     started = time.monotonic()
     _run(
         [
-            str(SAM_BIN), "deploy", "--config-env", "local",
+            str(SAM_BIN), "deploy", "--config-file", str(ROOT / "samconfig.toml"),
+            "--config-env", "local",
             "--template-file", str(BUILD_DIR / "template.yaml"),
             "--stack-name", STACK_NAME, "--region", REGION,
             "--parameter-overrides", *parameter_overrides(stack),
@@ -252,15 +263,18 @@ def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
     outputs = stack_outputs(stack)
     if outputs is None:
         raise SystemExit("the stack did not reach a *_COMPLETE state")
-    apply_engine_workarounds(stack)
+    apply_engine_workarounds(stack, outputs["ApiId"])
     marker.write_text(fingerprint)
     return outputs
 
 
-def apply_engine_workarounds(stack: Stack) -> None:
-    """MiniStack ignores TimeToLiveSpecification in templates (docs/adr/0004); set it by API."""
+def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
+    """Set by API what MiniStack ignores in the template (docs/adr/0004-local-engine-gaps.md)."""
     import boto3
 
+    from infra.template import template
+
+    # 1. TimeToLiveSpecification of every table.
     dynamodb = boto3.client("dynamodb", **_client_args(stack))
     for name in ("identity", "orgs", "tasks"):
         table = f"kumo-{STAGE}-{name}"
@@ -270,6 +284,23 @@ def apply_engine_workarounds(stack: Stack) -> None:
                 TableName=table,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
             )
+    # 2. GatewayResponses, which SAM writes into the OpenAPI body as an extension.
+    gateway = boto3.client("apigateway", **_client_args(stack))
+    responses = template()["Resources"]["KumoApi"]["Properties"]["GatewayResponses"]
+    for response_type, response in responses.items():
+        extra = {"statusCode": str(response["StatusCode"])} if "StatusCode" in response else {}
+        gateway.put_gateway_response(
+            restApiId=api_id,
+            responseType=response_type,
+            responseParameters={
+                f"gatewayresponse.header.{name}": value
+                for name, value in response["ResponseParameters"]["Headers"].items()
+            },
+            responseTemplates=response["ResponseTemplates"],
+            **extra,
+        )
+    # Gateway responses take effect with the next deployment, as on AWS.
+    gateway.create_deployment(restApiId=api_id, stageName=STAGE)
 
 
 def _client_args(stack: Stack) -> dict[str, str]:

@@ -118,5 +118,5 @@ def audit_event_out(event: AuditEventModel) -> AuditEventOut:
         actor_id=event.actor_id,
         subject_id=event.subject_id,
         source_ip=event.source_ip,
-        detail=dict(event.detail),
+        detail=event.detail.as_dict(),
     )

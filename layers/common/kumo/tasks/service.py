@@ -45,7 +45,7 @@ def deliver_email(task_id: str) -> None:
     if task.status == "sent":
         logger.info("e-mail already sent", task_id=task_id)
         return
-    message = render(task.template, dict(task.params))
+    message = render(task.template, task.params.as_dict())
     task.update(actions=[EmailTaskModel.attempts.add(1)])
     result = aws.ses().send_email(
         Source=get_settings().mail_sender,
