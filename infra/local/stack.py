@@ -341,7 +341,7 @@ def up(
     start_engine(stack)
     outputs = deploy(stack)
     urls = endpoints(stack, outputs)
-    result: dict[str, Any] = dict(urls)
+    result: dict[str, Any] = {**urls, "state_dir": str(stack.state_dir)}
     if seed:
         from infra.local import seed as seeding
 

@@ -116,6 +116,9 @@ def http_handler(app: APIGatewayRestResolver) -> Handler:
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         started = time.perf_counter()
         response = app.resolve(event, context)
+        if response.get("body") is None:
+            # An empty 204 body as "", not null: the local engine fails on null (ADR 0004).
+            response["body"] = ""
         logger.info(
             "request handled",
             method=event.get("httpMethod"),

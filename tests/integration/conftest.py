@@ -1,0 +1,139 @@
+"""Integration tests drive a real local stack over HTTP.
+
+By default the session starts its own MiniStack on a free port with a throw-away state
+folder, deploys the template with the SAM CLI, seeds it, and stops it at the end. Set
+KUMO_ENDPOINTS=.local/endpoints.json to run against the stack `make up` started instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from infra.local import stack as local_stack
+
+DEADLINE_SECONDS = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[dict[str, Any]]:
+    existing = os.environ.get("KUMO_ENDPOINTS")
+    if existing:
+        yield json.loads(Path(existing).read_text())
+        return
+    state_dir = Path(tempfile.mkdtemp(prefix="kumo-it-"))
+    stack = local_stack.Stack(port=_free_port(), state_dir=state_dir)
+    try:
+        yield local_stack.up(port=stack.port, state_dir=state_dir)
+    finally:
+        local_stack.stop_engine(stack)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+class Api:
+    """A thin HTTP client for the deployed API: one requests session, base URL, JSON."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+
+    def call(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.http.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("DELETE", path, **kwargs)
+
+
+class Outbox:
+    """The local engine's SES outbox: e-mails a test can wait for."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def messages_to(self, address: str) -> list[dict[str, Any]]:
+        data = requests.get(self.url, timeout=10).json()["messages"]
+        mails = [m for account in data.values() for m in account]
+        return [m for m in mails if address in m["To"]]
+
+    def wait_for(self, address: str, subject_part: str, *, count: int = 1) -> dict[str, Any]:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while time.monotonic() < deadline:
+            found = [m for m in self.messages_to(address) if subject_part in m["Subject"]]
+            if len(found) >= count:
+                return found[-1]
+            time.sleep(0.25)
+        raise AssertionError(f"no mail '{subject_part}' for {address} within {DEADLINE_SECONDS} s")
+
+    @staticmethod
+    def token(mail: dict[str, Any]) -> str:
+        match = re.search(r"token=([A-Za-z0-9_\-]+)", mail["BodyText"])
+        assert match, mail["BodyText"]
+        return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def api(endpoints: dict[str, Any]) -> Api:
+    return Api(endpoints["api"])
+
+
+@pytest.fixture(scope="session")
+def outbox(endpoints: dict[str, Any]) -> Outbox:
+    return Outbox(endpoints["outbox"])
+
+
+@pytest.fixture(scope="session")
+def demo_admin(endpoints: dict[str, Any]) -> dict[str, str]:
+    account: dict[str, str] = endpoints["demo"]["accounts"][0]
+    assert account["role"] == "admin"
+    return account
+
+
+def unique_email(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+PASSWORD = "correct horse 42"
+
+
+def signed_up_user(api: Api, outbox: Outbox, prefix: str, password: str = PASSWORD) -> dict[str, Any]:
+    """Register, verify through the mailed token, and log in: the tokens and the profile."""
+    email = unique_email(prefix)
+    created = api.post("/api/v1/auth/register",
+                       json={"email": email, "password": password, "display_name": prefix})
+    assert created.status_code == 201, created.text
+    token = Outbox.token(outbox.wait_for(email, "Confirm"))
+    assert api.post("/api/v1/auth/verify-email", json={"token": token}).status_code == 200
+    login = api.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return {"email": email, "password": password, "id": created.json()["id"], **login.json()}
