@@ -27,7 +27,10 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
 
     credentials = stack.state_dir / "demo-credentials.json"
     if not credentials.exists():
-        passwords = {"admin": f"Admin-{secrets.token_hex(6)}", "user": f"User-{secrets.token_hex(6)}"}
+        passwords = {
+            "admin": f"Admin-{secrets.token_hex(6)}",
+            "user": f"User-{secrets.token_hex(6)}",
+        }
         credentials.write_text(json.dumps(passwords))
         credentials.chmod(0o600)
     env = stack.aws_env()
@@ -45,9 +48,13 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         PYTHONPATH=os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
         POWERTOOLS_LOG_LEVEL="WARNING",
     )
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-m", "infra.local.seed"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise SystemExit(f"seeding failed:\n{result.stderr}")
@@ -78,16 +85,28 @@ def main() -> None:
         owner_email=admin.email,
         members=[(user.user_id, user.email, "member")],
     )
-    print(json.dumps({  # noqa: T201 (the parent process reads this line)
-        "org_id": org.org_id,
-        "org_name": org.name,
-        "accounts": [
-            {"role": "admin", "email": ADMIN_EMAIL, "password": passwords["admin"],
-             "user_id": admin.user_id},
-            {"role": "user", "email": USER_EMAIL, "password": passwords["user"],
-             "user_id": user.user_id},
-        ],
-    }))
+    print(
+        json.dumps(
+            {
+                "org_id": org.org_id,
+                "org_name": org.name,
+                "accounts": [
+                    {
+                        "role": "admin",
+                        "email": ADMIN_EMAIL,
+                        "password": passwords["admin"],
+                        "user_id": admin.user_id,
+                    },
+                    {
+                        "role": "user",
+                        "email": USER_EMAIL,
+                        "password": passwords["user"],
+                        "user_id": user.user_id,
+                    },
+                ],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

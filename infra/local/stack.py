@@ -80,7 +80,8 @@ def log(message: str) -> None:
 
 def _ready(stack: Stack) -> bool:
     try:
-        with urllib.request.urlopen(f"{stack.gateway}/_ministack/ready", timeout=1) as answer:
+        ready_url = f"{stack.gateway}/_ministack/ready"  # always http://127.0.0.1
+        with urllib.request.urlopen(ready_url, timeout=1) as answer:  # noqa: S310
             return bool(answer.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -199,28 +200,22 @@ def build() -> None:
     env["SAM_CLI_TELEMETRY"] = "0"
     _run(
         [
-            str(SAM_BIN), "build", "--config-file", str(ROOT / "samconfig.toml"),
-            "--config-env", "local", "--build-dir", str(BUILD_DIR),
+            str(SAM_BIN),
+            "build",
+            "--config-file",
+            str(ROOT / "samconfig.toml"),
+            "--config-env",
+            "local",
+            "--build-dir",
+            str(BUILD_DIR),
         ],
         env,
     )
 
 
-def _cloudformation(stack: Stack) -> Any:
-    import boto3
-
-    return boto3.client(
-        "cloudformation",
-        endpoint_url=stack.gateway,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106
-    )
-
-
 def stack_outputs(stack: Stack) -> dict[str, str] | None:
     try:
-        described = _cloudformation(stack).describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        described = _client(stack, "cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"][0]
     except Exception:  # no stack yet, whatever the engine calls that
         return None
     if not described.get("StackStatus", "").endswith("_COMPLETE"):
@@ -250,11 +245,20 @@ def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
     started = time.monotonic()
     _run(
         [
-            str(SAM_BIN), "deploy", "--config-file", str(ROOT / "samconfig.toml"),
-            "--config-env", "local",
-            "--template-file", str(BUILD_DIR / "template.yaml"),
-            "--stack-name", STACK_NAME, "--region", REGION,
-            "--parameter-overrides", *parameter_overrides(stack),
+            str(SAM_BIN),
+            "deploy",
+            "--config-file",
+            str(ROOT / "samconfig.toml"),
+            "--config-env",
+            "local",
+            "--template-file",
+            str(BUILD_DIR / "template.yaml"),
+            "--stack-name",
+            STACK_NAME,
+            "--region",
+            REGION,
+            "--parameter-overrides",
+            *parameter_overrides(stack),
             "--no-progressbar",
         ],
         stack.aws_env(),
@@ -270,12 +274,10 @@ def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
 
 def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
     """Set by API what MiniStack ignores in the template (docs/adr/0004-local-engine-gaps.md)."""
-    import boto3
-
     from infra.template import template
 
     # 1. TimeToLiveSpecification of every table.
-    dynamodb = boto3.client("dynamodb", **_client_args(stack))
+    dynamodb = _client(stack, "dynamodb")
     for name in ("identity", "orgs", "tasks"):
         table = f"kumo-{STAGE}-{name}"
         described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
@@ -285,7 +287,7 @@ def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
             )
     # 2. GatewayResponses, which SAM writes into the OpenAPI body as an extension.
-    gateway = boto3.client("apigateway", **_client_args(stack))
+    gateway = _client(stack, "apigateway")
     responses = template()["Resources"]["KumoApi"]["Properties"]["GatewayResponses"]
     for response_type, response in responses.items():
         extra = {"statusCode": str(response["StatusCode"])} if "StatusCode" in response else {}
@@ -303,13 +305,16 @@ def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
     gateway.create_deployment(restApiId=api_id, stageName=STAGE)
 
 
-def _client_args(stack: Stack) -> dict[str, str]:
-    return {
-        "endpoint_url": stack.gateway,
-        "region_name": REGION,
-        "aws_access_key_id": "test",
-        "aws_secret_access_key": "test",
-    }
+def _client(stack: Stack, service: str) -> Any:
+    import boto3
+
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=stack.gateway,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106
+    )
 
 
 def endpoints(stack: Stack, outputs: dict[str, str]) -> dict[str, str]:
@@ -346,8 +351,11 @@ def up(
         from infra.local import seed as seeding
 
         result["demo"] = seeding.seed(stack, _secret(stack))
-    target = endpoints_file or (LOCAL / "endpoints.json" if state_dir == DEFAULT_STATE else
-                                stack.state_dir / "endpoints.json")
+    target = endpoints_file or (
+        LOCAL / "endpoints.json"
+        if state_dir == DEFAULT_STATE
+        else stack.state_dir / "endpoints.json"
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
     result["ready_seconds"] = round(time.monotonic() - started, 1)
@@ -377,8 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(port=args.port, state_dir=args.state_dir.resolve())
     if args.command == "up":
         endpoints_file = LOCAL / "endpoints.json"
-        result = up(port=args.port, state_dir=args.state_dir, endpoints_file=endpoints_file,
-                    seed=not args.no_seed)
+        result = up(
+            port=args.port,
+            state_dir=args.state_dir,
+            endpoints_file=endpoints_file,
+            seed=not args.no_seed,
+        )
         _print_summary(result, endpoints_file)
     elif args.command == "down":
         log("MiniStack stopped" if stop_engine(stack) else "nothing was running")

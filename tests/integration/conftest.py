@@ -56,7 +56,9 @@ class Api:
         self.base = base
         self.http = requests.Session()
 
-    def call(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
+    def call(
+        self, method: str, path: str, *, token: str | None = None, **kwargs: Any
+    ) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}) or {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -126,11 +128,14 @@ def unique_email(prefix: str) -> str:
 PASSWORD = "correct horse 42"
 
 
-def signed_up_user(api: Api, outbox: Outbox, prefix: str, password: str = PASSWORD) -> dict[str, Any]:
+def signed_up_user(
+    api: Api, outbox: Outbox, prefix: str, password: str = PASSWORD
+) -> dict[str, Any]:
     """Register, verify through the mailed token, and log in: the tokens and the profile."""
     email = unique_email(prefix)
-    created = api.post("/api/v1/auth/register",
-                       json={"email": email, "password": password, "display_name": prefix})
+    created = api.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "display_name": prefix}
+    )
     assert created.status_code == 201, created.text
     token = Outbox.token(outbox.wait_for(email, "Confirm"))
     assert api.post("/api/v1/auth/verify-email", json={"token": token}).status_code == 200

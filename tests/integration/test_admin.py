@@ -11,8 +11,10 @@ from tests.integration.conftest import Api, Outbox, signed_up_user
 
 @pytest.fixture(scope="module")
 def admin_token(api: Api, demo_admin: dict[str, str]) -> str:
-    login = api.post("/api/v1/auth/login",
-                     json={"email": demo_admin["email"], "password": demo_admin["password"]})
+    login = api.post(
+        "/api/v1/auth/login",
+        json={"email": demo_admin["email"], "password": demo_admin["password"]},
+    )
     assert login.status_code == 200, login.text
     token: str = login.json()["access_token"]
     return token
@@ -23,40 +25,49 @@ def test_admin_pages_through_users(api: Api, admin_token: str, outbox: Outbox) -
         signed_up_user(api, outbox, f"page{n}")
     first = api.get("/api/v1/admin/users", token=admin_token, params={"limit": 1}).json()
     assert len(first["items"]) == 1 and first["next_cursor"]
-    second = api.get("/api/v1/admin/users", token=admin_token,
-                     params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    second = api.get(
+        "/api/v1/admin/users",
+        token=admin_token,
+        params={"limit": 1, "cursor": first["next_cursor"]},
+    ).json()
     assert second["items"][0]["id"] != first["items"][0]["id"]
     forged = api.get("/api/v1/admin/users", token=admin_token, params={"cursor": "abc.def"})
     assert forged.status_code == 400
 
 
-def test_role_change_is_audited_and_takes_effect(api: Api, admin_token: str,
-                                                  outbox: Outbox) -> None:
+def test_role_change_is_audited_and_takes_effect(
+    api: Api, admin_token: str, outbox: Outbox
+) -> None:
     # Given a user promoted to tutor by the admin
     user = signed_up_user(api, outbox, "promote")
-    changed = api.patch(f"/api/v1/admin/users/{user['id']}", token=admin_token,
-                        json={"role": "tutor"})
+    changed = api.patch(
+        f"/api/v1/admin/users/{user['id']}", token=admin_token, json={"role": "tutor"}
+    )
     assert changed.status_code == 200 and changed.json()["role"] == "tutor"
 
     # Then the audit log has the change with its actor, beside the user's login
-    events: list[dict[str, Any]] = api.get("/api/v1/admin/audit", token=admin_token,
-                                           params={"limit": 100}).json()["items"]
-    change = next(e for e in events if e["event"] == "user.role_changed"
-                  and e["subject_id"] == user["id"])
+    events: list[dict[str, Any]] = api.get(
+        "/api/v1/admin/audit", token=admin_token, params={"limit": 100}
+    ).json()["items"]
+    change = next(
+        e for e in events if e["event"] == "user.role_changed" and e["subject_id"] == user["id"]
+    )
     assert change["detail"] == {"from": "user", "to": "tutor"} and change["actor_id"]
     assert any(e["event"] == "login.succeeded" and e["subject_id"] == user["id"] for e in events)
 
     # And the next session carries the new role
-    login = api.post("/api/v1/auth/login",
-                     json={"email": user["email"], "password": user["password"]}).json()
+    login = api.post(
+        "/api/v1/auth/login", json={"email": user["email"], "password": user["password"]}
+    ).json()
     assert api.get("/api/v1/users/me", token=login["access_token"]).json()["role"] == "tutor"
 
 
 def test_deactivated_user_cannot_sign_in(api: Api, admin_token: str, outbox: Outbox) -> None:
     user = signed_up_user(api, outbox, "deactivate")
     api.patch(f"/api/v1/admin/users/{user['id']}", token=admin_token, json={"active": False})
-    login = api.post("/api/v1/auth/login",
-                     json={"email": user["email"], "password": user["password"]})
+    login = api.post(
+        "/api/v1/auth/login", json={"email": user["email"], "password": user["password"]}
+    )
     assert login.status_code == 403
     refresh = api.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]})
     assert refresh.status_code == 401

@@ -8,8 +8,10 @@ from tests.integration.conftest import PASSWORD, Api, Outbox, signed_up_user, un
 def test_register_verify_login_me_refresh_reuse_logout(api: Api, outbox: Outbox) -> None:
     # Given a new account
     email = unique_email("flow")
-    created = api.post("/api/v1/auth/register",
-                       json={"email": email.upper(), "password": PASSWORD, "display_name": "Flo"})
+    created = api.post(
+        "/api/v1/auth/register",
+        json={"email": email.upper(), "password": PASSWORD, "display_name": "Flo"},
+    )
     assert created.status_code == 201
     assert created.json()["email"] == email
 
@@ -54,8 +56,9 @@ def test_cookie_session_for_browsers(api: Api, outbox: Outbox) -> None:
     user = signed_up_user(api, outbox, "cookie")
 
     # When it signs in with "cookie": true
-    login = api.post("/api/v1/auth/login",
-                     json={"email": user["email"], "password": PASSWORD, "cookie": True})
+    login = api.post(
+        "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD, "cookie": True}
+    )
     assert login.status_code == 200
     set_cookies = login.raw.headers.getlist("Set-Cookie")
     access = next(c for c in set_cookies if c.startswith("kumo_access="))
@@ -74,8 +77,9 @@ def test_cookie_session_for_browsers(api: Api, outbox: Outbox) -> None:
     refresh_value = refresh.split(";", 1)[0]
     renewed = api.post("/api/v1/auth/refresh", json={}, headers={"Cookie": refresh_value})
     assert renewed.status_code == 200
-    new_refresh = next(c for c in renewed.raw.headers.getlist("Set-Cookie")
-                       if c.startswith("kumo_refresh=")).split(";", 1)[0]
+    new_refresh = next(
+        c for c in renewed.raw.headers.getlist("Set-Cookie") if c.startswith("kumo_refresh=")
+    ).split(";", 1)[0]
     out = api.post("/api/v1/auth/logout", json={}, headers={"Cookie": new_refresh})
     assert out.status_code == 204
     assert all("Max-Age=0" in c for c in out.raw.headers.getlist("Set-Cookie"))
@@ -83,10 +87,13 @@ def test_cookie_session_for_browsers(api: Api, outbox: Outbox) -> None:
 
 def test_remember_me_keeps_the_refresh_cookie_for_30_days(api: Api, outbox: Outbox) -> None:
     user = signed_up_user(api, outbox, "remember")
-    login = api.post("/api/v1/auth/login", json={
-        "email": user["email"], "password": PASSWORD, "cookie": True, "remember_me": True})
-    refresh = next(c for c in login.raw.headers.getlist("Set-Cookie")
-                   if c.startswith("kumo_refresh="))
+    login = api.post(
+        "/api/v1/auth/login",
+        json={"email": user["email"], "password": PASSWORD, "cookie": True, "remember_me": True},
+    )
+    refresh = next(
+        c for c in login.raw.headers.getlist("Set-Cookie") if c.startswith("kumo_refresh=")
+    )
     assert "Max-Age=2592000" in refresh
 
 
@@ -99,8 +106,9 @@ def test_password_reset_revokes_sessions(api: Api, outbox: Outbox) -> None:
     assert asked.status_code == 202
     token = Outbox.token(outbox.wait_for(user["email"], "Reset"))
     new_password = "brand new secret 7"
-    done = api.post("/api/v1/auth/password/reset",
-                    json={"token": token, "new_password": new_password})
+    done = api.post(
+        "/api/v1/auth/password/reset", json={"token": token, "new_password": new_password}
+    )
     assert done.status_code == 204
 
     # Then the old password and the old refresh token stop working, the new password works
@@ -111,8 +119,9 @@ def test_password_reset_revokes_sessions(api: Api, outbox: Outbox) -> None:
     fresh = api.post("/api/v1/auth/login", json={"email": user["email"], "password": new_password})
     assert fresh.status_code == 200
     # And the token is single use
-    reuse = api.post("/api/v1/auth/password/reset",
-                     json={"token": token, "new_password": "another secret 99"})
+    reuse = api.post(
+        "/api/v1/auth/password/reset", json={"token": token, "new_password": "another secret 99"}
+    )
     assert reuse.status_code == 400
 
 
@@ -123,17 +132,22 @@ def test_forgot_password_answers_alike_for_unknown_addresses(api: Api) -> None:
 
 def test_update_me_changes_the_display_name(api: Api, outbox: Outbox) -> None:
     user = signed_up_user(api, outbox, "rename")
-    changed = api.patch("/api/v1/users/me", token=user["access_token"],
-                        json={"display_name": "Renamed"})
+    changed = api.patch(
+        "/api/v1/users/me", token=user["access_token"], json={"display_name": "Renamed"}
+    )
     assert changed.status_code == 200
-    assert api.get("/api/v1/users/me", token=user["access_token"]).json()["display_name"] == "Renamed"
+    assert (
+        api.get("/api/v1/users/me", token=user["access_token"]).json()["display_name"] == "Renamed"
+    )
 
 
 def test_repeated_failures_throttle_the_account(api: Api, outbox: Outbox) -> None:
     # Given a user whose password is guessed wrong five times
     user = signed_up_user(api, outbox, "throttle")
     for _ in range(5):
-        wrong = api.post("/api/v1/auth/login", json={"email": user["email"], "password": "nope 12345678"})
+        wrong = api.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": "nope 12345678"}
+        )
         assert wrong.status_code == 401
     # When the right password comes next, the account is still locked for a while
     locked = api.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})

@@ -20,8 +20,17 @@ def _b64(data: dict[str, Any]) -> str:
 
 def _claims(user_id: str, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"iss": "kumo", "aud": "kumo-api", "sub": user_id, "email": "x@example.com",
-              "role": "user", "typ": "access", "iat": now, "exp": now + 600, "jti": "t"}
+    claims = {
+        "iss": "kumo",
+        "aud": "kumo-api",
+        "sub": user_id,
+        "email": "x@example.com",
+        "role": "user",
+        "typ": "access",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "t",
+    }
     claims.update(changes)
     return claims
 
@@ -72,8 +81,11 @@ def test_refresh_token_is_not_an_access_token(api: Api, victim: dict[str, Any]) 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/api/v1/admin/users"), ("GET", "/api/v1/admin/audit"),
-     ("PATCH", "/api/v1/admin/users/01M80A6CNH79PB2K694MXBP2YG")],
+    [
+        ("GET", "/api/v1/admin/users"),
+        ("GET", "/api/v1/admin/audit"),
+        ("PATCH", "/api/v1/admin/users/01M80A6CNH79PB2K694MXBP2YG"),
+    ],
 )
 def test_plain_user_cannot_reach_admin_routes(
     api: Api, victim: dict[str, Any], method: str, path: str

@@ -135,8 +135,14 @@ def call_api(load_event: Callable[[str], dict[str, Any]]) -> Callable[..., dict[
 
 def principal_for(user_id: str, role: str = "user", email: str = "") -> dict[str, str]:
     """The authorizer context a signed-in user's request carries."""
-    return {"kind": "user", "subject_id": user_id, "roles": role, "email": email, "org_id": "",
-            "principalId": user_id}
+    return {
+        "kind": "user",
+        "subject_id": user_id,
+        "roles": role,
+        "email": email,
+        "org_id": "",
+        "principalId": user_id,
+    }
 
 
 def pytest_configure() -> None:

@@ -3,7 +3,6 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from kumo.core.api import current_principal, http_handler, make_resolver
 from kumo.core.pagination import Page
 from kumo.identity import service

@@ -4,7 +4,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from kumo.core.errors import Unauthorized
 from kumo.identity import service
 
@@ -18,7 +17,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except Unauthorized as error:
         logger.info("request refused", reason=error.detail)
         # The exact message API Gateway maps to a 401 (any other error is a 500).
-        raise Exception("Unauthorized") from error  # noqa: TRY002
+        raise Exception("Unauthorized") from error
     logger.info("request authorized", subject_id=principal.subject_id, kind=principal.kind)
     # One policy for the whole API so a cached answer serves every route of the caller.
     api_arn = event["methodArn"].split("/", 2)

@@ -1,7 +1,6 @@
 """POST /api/v1/auth/login: a token pair, or HTTP-only session cookies with "cookie": true."""
 
 from aws_lambda_powertools.event_handler import Response
-
 from kumo.core.api import http_handler, make_resolver, source_ip
 from kumo.identity import service
 from kumo.identity.http import session_response
@@ -13,7 +12,9 @@ app = make_resolver()
 @app.post(
     "/api/v1/auth/login",
     tags=["auth"],
-    responses={200: {"description": "Signed in", "content": {"application/json": {"model": TokenPairOut}}}},
+    responses={
+        200: {"description": "Signed in", "content": {"application/json": {"model": TokenPairOut}}}
+    },
 )
 def login(body: LoginRequest) -> Response[str]:
     session = service.login(

@@ -1,7 +1,6 @@
 """POST /api/v1/auth/logout: revoke the session's token family and clear the cookies."""
 
 from aws_lambda_powertools.event_handler import Response
-
 from kumo.core.api import http_handler, make_resolver
 from kumo.identity import service
 from kumo.identity.http import cleared_cookies

@@ -1,4 +1,4 @@
-"""POST /api/v1/auth/password/forgot: mail a reset token; the answer never tells if the account exists."""
+"""POST /api/v1/auth/password/forgot: mail a reset token; never tells if the account exists."""
 
 from kumo.core.api import http_handler, make_resolver
 from kumo.identity import service

@@ -1,7 +1,6 @@
-"""POST /api/v1/auth/password/reset: set a new password with the mailed token; ends every session."""
+"""POST /api/v1/auth/password/reset: set a new password with the mailed token; ends sessions."""
 
 from aws_lambda_powertools.event_handler import Response
-
 from kumo.core.api import http_handler, make_resolver
 from kumo.identity import service
 from kumo.identity.schemas import PasswordResetRequest

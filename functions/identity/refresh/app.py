@@ -1,7 +1,6 @@
 """POST /api/v1/auth/refresh: rotate the refresh token (from the body or the session cookie)."""
 
 from aws_lambda_powertools.event_handler import Response
-
 from kumo.core.api import http_handler, make_resolver
 from kumo.core.errors import Unauthorized
 from kumo.identity import service
@@ -14,7 +13,9 @@ app = make_resolver()
 @app.post(
     "/api/v1/auth/refresh",
     tags=["auth"],
-    responses={200: {"description": "Rotated", "content": {"application/json": {"model": TokenPairOut}}}},
+    responses={
+        200: {"description": "Rotated", "content": {"application/json": {"model": TokenPairOut}}}
+    },
 )
 def refresh(body: RefreshRequest) -> Response[str]:
     from_cookie = service.read_cookie(app.current_event.headers, service.REFRESH_COOKIE)

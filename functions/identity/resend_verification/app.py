@@ -10,7 +10,9 @@ app = make_resolver()
 @app.post("/api/v1/auth/verify-email/resend", status_code=202, tags=["auth"])
 def resend_verification(body: EmailRequest) -> AcceptedOut:
     service.resend_verification(body.email)
-    return AcceptedOut(detail="If the account exists and is unverified, a new e-mail is on its way.")
+    return AcceptedOut(
+        detail="If the account exists and is unverified, a new e-mail is on its way."
+    )
 
 
 lambda_handler = http_handler(app)

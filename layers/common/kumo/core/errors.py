@@ -82,7 +82,9 @@ def problem(
     return body
 
 
-def problem_for(error: KumoError, *, instance: str | None, request_id: str | None) -> dict[str, Any]:
+def problem_for(
+    error: KumoError, *, instance: str | None, request_id: str | None
+) -> dict[str, Any]:
     return problem(
         status=error.status,
         slug=error.slug,

@@ -20,7 +20,7 @@ MAX_LIMIT = 100
 T = TypeVar("T")
 
 
-class Page(BaseModel, Generic[T]):
+class Page(BaseModel, Generic[T]):  # noqa: UP046 (pydantic generics need Generic)
     items: list[T]
     next_cursor: str | None = None
 

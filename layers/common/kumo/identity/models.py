@@ -65,7 +65,8 @@ class UserListIndex(GlobalSecondaryIndex["UserModel"]):
 
 
 class UserModel(Model):
-    Meta = _IdentityMeta
+    class Meta(_IdentityMeta):
+        pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default="PROFILE")
@@ -87,7 +88,8 @@ class UserModel(Model):
 
 
 class EmailClaimModel(Model):
-    Meta = _IdentityMeta
+    class Meta(_IdentityMeta):
+        pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default="EMAIL")
@@ -95,7 +97,8 @@ class EmailClaimModel(Model):
 
 
 class RefreshTokenModel(Model):
-    Meta = _IdentityMeta
+    class Meta(_IdentityMeta):
+        pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default="REFRESH")
@@ -107,7 +110,8 @@ class RefreshTokenModel(Model):
 
 
 class TokenFamilyModel(Model):
-    Meta = _IdentityMeta
+    class Meta(_IdentityMeta):
+        pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -119,7 +123,8 @@ class TokenFamilyModel(Model):
 
 
 class OneTimeTokenModel(Model):
-    Meta = _IdentityMeta
+    class Meta(_IdentityMeta):
+        pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -128,7 +133,8 @@ class OneTimeTokenModel(Model):
 
 
 class AuditEventModel(Model):
-    Meta = _IdentityMeta
+    class Meta(_IdentityMeta):
+        pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)

@@ -11,6 +11,7 @@ from http.cookies import CookieError, SimpleCookie
 from aws_lambda_powertools import Logger
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from kumo.core import clock
@@ -124,7 +125,7 @@ def update_me(
     new_password: str | None,
 ) -> UserModel:
     user = get_user(user_id)
-    actions = [UserModel.updated_at.set(clock.utc_iso())]
+    actions: list[Action] = [UserModel.updated_at.set(clock.utc_iso())]
     if display_name is not None:
         actions.append(UserModel.display_name.set(display_name))
     if new_password is not None:
@@ -168,21 +169,29 @@ def _send_one_time_mail(user: UserModel, *, purpose: str, template: str) -> None
     )
 
 
-def _consume_one_time_token(raw: str, purpose: str) -> str:
-    """Spend a token once; answers the user id it was issued to."""
-    key = one_time_key(tokens.hash_token(raw))
+def _find_one_time_token(raw: str, purpose: str) -> OneTimeTokenModel:
+    """A live token, not yet spent; expired ones are left for the table's TTL to remove."""
     try:
-        item = OneTimeTokenModel.get(key, purpose)
+        item = OneTimeTokenModel.get(one_time_key(tokens.hash_token(raw)), purpose)
     except DoesNotExist as error:
         raise InvalidToken("The token is unknown, already used or expired.") from error
+    if item.expires_at <= clock.now():
+        raise InvalidToken("The token is unknown, already used or expired.")
+    return item
+
+
+def _spend_one_time_token(item: OneTimeTokenModel) -> str:
+    """Spend a token once; answers the user id it was issued to."""
     try:
         # The conditional delete is what makes the token single use under concurrency.
         item.delete(condition=OneTimeTokenModel.pk.exists())
     except DeleteError as error:
         raise InvalidToken("The token is unknown, already used or expired.") from error
-    if item.expires_at <= clock.now():
-        raise InvalidToken("The token is unknown, already used or expired.")
     return item.user_id
+
+
+def _consume_one_time_token(raw: str, purpose: str) -> str:
+    return _spend_one_time_token(_find_one_time_token(raw, purpose))
 
 
 def verify_email(raw_token: str) -> UserModel:
@@ -208,8 +217,11 @@ def forgot_password(email: str) -> None:
 
 
 def reset_password(raw_token: str, new_password: str) -> None:
-    user = get_user(_consume_one_time_token(raw_token, "RESET"))
+    token = _find_one_time_token(raw_token, "RESET")
+    user = get_user(token.user_id)
+    # Checked before the token is spent: a refused password must not cost the user the link.
     passwords.check_policy(new_password, user.email, field="new_password")
+    _spend_one_time_token(token)
     user.update(
         actions=[
             UserModel.password_hash.set(passwords.hash_password(new_password)),
@@ -288,7 +300,7 @@ def login(*, email: str, password: str, remember: bool, source_ip: str | None) -
         raise AccountDisabled("This account is deactivated.")
     if not user.email_verified:
         raise EmailNotVerified("Confirm your e-mail address before signing in.")
-    actions = [UserModel.failed_logins.set(0), UserModel.locked_until.set(0)]
+    actions: list[Action] = [UserModel.failed_logins.set(0), UserModel.locked_until.set(0)]
     if passwords.needs_rehash(user.password_hash):
         actions.append(UserModel.password_hash.set(passwords.hash_password(password)))
     user.update(actions=actions)
@@ -436,7 +448,7 @@ def admin_update_user(
     if user_id == actor_id:
         raise Conflict("Admins cannot change their own role or deactivate themselves.")
     user = get_user(user_id)
-    actions = [UserModel.updated_at.set(clock.utc_iso())]
+    actions: list[Action] = [UserModel.updated_at.set(clock.utc_iso())]
     if role is not None and role != user.role:
         actions.append(UserModel.role.set(role))
         record_audit("user.role_changed", actor_id=actor_id, subject_id=user_id,

@@ -1,0 +1,104 @@
+"""Contract with the local engine: what Kumo relies on, and the gaps it works around.
+
+Each gap test pins a MiniStack difference from AWS that docs/adr/0004 describes. When one
+starts failing, the engine has caught up: drop the workaround and the test together.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+
+@pytest.fixture(scope="module")
+def aws(endpoints: dict[str, Any]) -> Any:
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=endpoints["gateway"],
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    return client
+
+
+def test_every_table_has_ttl_after_deploy(aws: Any, endpoints: dict[str, Any]) -> None:
+    dynamodb = aws("dynamodb")
+    for name in ("identity", "orgs", "tasks"):
+        table = f"kumo-{endpoints['stage']}-{name}"
+        ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+        assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING"), table
+        assert ttl["AttributeName"] == "expires_at"
+
+
+@pytest.fixture
+def scratch_stack(aws: Any) -> Iterator[tuple[str, str]]:
+    name = f"kumo-contract-{uuid.uuid4().hex[:8]}"
+    table = f"{name}-table"
+    body = {
+        "Resources": {
+            "Table": {
+                "Type": "AWS::DynamoDB::Table",
+                "Properties": {
+                    "TableName": table,
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                    "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+                },
+            }
+        }
+    }
+    cloudformation = aws("cloudformation")
+    cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(body))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        if status.endswith("COMPLETE") or status.endswith("FAILED"):
+            break
+        time.sleep(0.2)
+    yield name, table
+    cloudformation.delete_stack(StackName=name)
+
+
+def test_gap_template_ttl_is_ignored(aws: Any, scratch_stack: tuple[str, str]) -> None:
+    _, table = scratch_stack
+    ttl = aws("dynamodb").describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] == "DISABLED", (
+        "MiniStack now applies TimeToLiveSpecification: remove the TTL step of "
+        "infra/local/stack.py:apply_engine_workarounds and this test"
+    )
+
+
+def test_gap_gateway_responses_in_openapi_body_are_ignored(aws: Any) -> None:
+    # SAM puts GatewayResponses into the API's OpenAPI body as this extension.
+    body = {
+        "openapi": "3.0.1",
+        "info": {"title": "contract", "version": "1"},
+        "paths": {},
+        "x-amazon-apigateway-gateway-responses": {
+            "UNAUTHORIZED": {
+                "statusCode": 401,
+                "responseTemplates": {"application/json": '{"kumo": true}'},
+            }
+        },
+    }
+    gateway = aws("apigateway")
+    api_id = gateway.import_rest_api(body=json.dumps(body).encode())["id"]
+    try:
+        customized = gateway.get_gateway_responses(restApiId=api_id)["items"]
+        unauthorized = [r for r in customized if r["responseType"] == "UNAUTHORIZED"]
+        assert not unauthorized or unauthorized[0].get("defaultResponse", True), (
+            "MiniStack now imports gateway responses: remove that step of "
+            "infra/local/stack.py:apply_engine_workarounds and this test"
+        )
+    finally:
+        gateway.delete_rest_api(restApiId=api_id)
