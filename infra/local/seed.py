@@ -27,10 +27,7 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
 
     credentials = stack.state_dir / "demo-credentials.json"
     if not credentials.exists():
-        passwords = {
-            "admin": f"Admin-{secrets.token_hex(6)}",
-            "user": f"User-{secrets.token_hex(6)}",
-        }
+        passwords = {role: f"Kumo-{secrets.token_hex(6)}-9z" for role in ("admin", "user")}
         credentials.write_text(json.dumps(passwords))
         credentials.chmod(0o600)
     env = stack.aws_env()
