@@ -35,7 +35,7 @@ OUTPUTS = (ROOT / "docs" / "openapi.json", ROOT / "functions" / "core" / "openap
 TITLE = "Kumo API"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 # The authorizer reads the access token from this cookie when no bearer header is sent;
-# tests/unit/test_openapi_fresh.py checks it against kumo.identity.service.ACCESS_COOKIE.
+# tests/unit/test_openapi_fresh.py checks it against kumo.identity.authn.ACCESS_COOKIE.
 ACCESS_COOKIE = "kumo_access"
 
 # Importing a handler reads settings; the values only need to exist, nothing is called.

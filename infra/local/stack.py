@@ -215,7 +215,8 @@ def build() -> None:
 
 def stack_outputs(stack: Stack) -> dict[str, str] | None:
     try:
-        described = _client(stack, "cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        cloudformation = _client(stack, "cloudformation")
+        described = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
     except Exception:  # no stack yet, whatever the engine calls that
         return None
     if not described.get("StackStatus", "").endswith("_COMPLETE"):

@@ -7,7 +7,7 @@ _DOCUMENT = (Path(__file__).parent / "openapi.json").read_text()
 
 
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    print('{"level":"INFO","message":"openapi served"}')  # noqa: T201
+    print('{"level":"INFO","message":"openapi served"}')
     return {
         "statusCode": 200,
         "headers": {"Content-Type": "application/json", "Cache-Control": "max-age=300"},

@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from kumo.core.errors import Unauthorized
-from kumo.identity import service
+from kumo.identity import authn
 
 logger = Logger()
 
@@ -13,7 +13,7 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        principal = service.authenticate(event.get("headers") or {})
+        principal = authn.authenticate(event.get("headers") or {})
     except Unauthorized as error:
         logger.info("request refused", reason=error.detail)
         # The exact message API Gateway maps to a 401 (any other error is a 500).

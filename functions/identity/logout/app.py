@@ -2,7 +2,7 @@
 
 from aws_lambda_powertools.event_handler import Response
 from kumo.core.api import http_handler, make_resolver
-from kumo.identity import service
+from kumo.identity import authn, service
 from kumo.identity.http import cleared_cookies
 from kumo.identity.schemas import RefreshRequest
 
@@ -11,7 +11,7 @@ app = make_resolver()
 
 @app.post("/api/v1/auth/logout", status_code=204, tags=["auth"])
 def logout(body: RefreshRequest) -> Response[None]:
-    from_cookie = service.read_cookie(app.current_event.headers, service.REFRESH_COOKIE)
+    from_cookie = authn.read_cookie(app.current_event.headers, authn.REFRESH_COOKIE)
     service.logout(body.refresh_token or from_cookie)
     return Response(status_code=204, cookies=cleared_cookies())
 

@@ -3,7 +3,7 @@
 from aws_lambda_powertools.event_handler import Response
 from kumo.core.api import http_handler, make_resolver
 from kumo.core.errors import Unauthorized
-from kumo.identity import service
+from kumo.identity import authn, service
 from kumo.identity.http import session_response
 from kumo.identity.schemas import RefreshRequest, TokenPairOut
 
@@ -18,7 +18,7 @@ app = make_resolver()
     },
 )
 def refresh(body: RefreshRequest) -> Response[str]:
-    from_cookie = service.read_cookie(app.current_event.headers, service.REFRESH_COOKIE)
+    from_cookie = authn.read_cookie(app.current_event.headers, authn.REFRESH_COOKIE)
     raw = body.refresh_token or from_cookie
     if not raw:
         raise Unauthorized("Send refresh_token in the body or the session cookie.")

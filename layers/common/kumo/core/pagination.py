@@ -40,17 +40,24 @@ def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
     return f"{body}.{_signature(payload)}"
 
 
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+def decode_cursor(
+    cursor: str | None, *, partition: tuple[str, str] | None = None
+) -> dict[str, Any] | None:
+    """The start key a cursor stands for. `partition` (attribute, value) pins it to one list:
+    a cursor from another list would otherwise reach DynamoDB as an invalid start key."""
     if not cursor:
         return None
     try:
         body, signature = cursor.split(".", 1)
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        genuine = hmac.compare_digest(signature.encode(), _signature(payload).encode())
     except ValueError as error:
         raise BadRequest("The cursor is malformed.", field="cursor") from error
-    if not hmac.compare_digest(signature, _signature(payload)):
+    if not genuine:
         raise BadRequest("The cursor is not one this API issued.", field="cursor")
     key: dict[str, Any] = json.loads(payload)
+    if partition is not None and key.get(partition[0]) != {"S": partition[1]}:
+        raise BadRequest("The cursor belongs to another list.", field="cursor")
     return key
 
 

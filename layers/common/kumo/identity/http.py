@@ -6,8 +6,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from kumo.core.config import get_settings
+from kumo.identity.authn import ACCESS_COOKIE, REFRESH_COOKIE
 from kumo.identity.schemas import SessionOut, TokenPairOut, user_out
-from kumo.identity.service import ACCESS_COOKIE, REFRESH_COOKIE, Session
+from kumo.identity.service import Session
 
 REFRESH_COOKIE_PATH = "/api/v1/auth"
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 
 from aws_lambda_powertools import Logger
 from pynamodb.connection import Connection
@@ -19,7 +17,6 @@ from kumo.core.config import get_settings
 from kumo.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from kumo.core.ids import new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
-from kumo.core.principal import Principal
 from kumo.identity import passwords, tokens
 from kumo.identity.errors import AccountDisabled, EmailNotVerified, InvalidToken
 from kumo.identity.models import (
@@ -41,8 +38,6 @@ from kumo.tasks import service as tasks
 
 logger = Logger(child=True)
 
-ACCESS_COOKIE = "kumo_access"
-REFRESH_COOKIE = "kumo_refresh"
 MAX_FAILED_LOGINS = 5
 LOCK_SECONDS = 15 * 60
 VERIFY_TOKEN_SECONDS = 24 * 3600
@@ -385,49 +380,6 @@ def revoke_all_sessions(user_id: str, *, reason: str) -> None:
             _revoke_family(family, reason=reason)
 
 
-# --- request authentication (the API authorizer) --------------------------------------------
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return ""
-
-
-def read_cookie(headers: Mapping[str, str], name: str) -> str:
-    raw = _header(headers, "cookie")
-    if not raw:
-        return ""
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except CookieError:
-        return ""
-    morsel = jar.get(name)
-    return morsel.value if morsel else ""
-
-
-def authenticate(headers: Mapping[str, str]) -> Principal:
-    """A bearer JWT or the session cookie becomes a principal; anything else is refused."""
-    authorization = _header(headers, "authorization")
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Use the Bearer scheme.")
-    else:
-        token = read_cookie(headers, ACCESS_COOKIE)
-    if not token:
-        raise Unauthorized("Missing credentials.")
-    claims = tokens.decode_access_token(token.strip())
-    return Principal(
-        kind="user",
-        subject_id=str(claims["sub"]),
-        roles=(str(claims["role"]),),
-        email=str(claims.get("email", "")),
-    )
-
-
 # --- administration -----------------------------------------------------------------------
 
 
@@ -436,7 +388,7 @@ def list_users(*, limit: int | None, cursor: str | None) -> tuple[list[UserModel
         USERS_PARTITION,
         scan_index_forward=False,
         limit=clamp_limit(limit),
-        last_evaluated_key=decode_cursor(cursor),
+        last_evaluated_key=decode_cursor(cursor, partition=("gsi1pk", USERS_PARTITION)),
     )
     users = list(results)
     return users, encode_cursor(results.last_evaluated_key)
@@ -500,7 +452,7 @@ def list_audit(
         audit_key(day),
         scan_index_forward=False,
         limit=clamp_limit(limit),
-        last_evaluated_key=decode_cursor(cursor),
+        last_evaluated_key=decode_cursor(cursor, partition=("pk", audit_key(day))),
     )
     events = list(results)
     return events, encode_cursor(results.last_evaluated_key)

@@ -1,0 +1,56 @@
+"""Request authentication for the API authorizer: kept free of tables and hashing so the
+authorizer, which runs before every authenticated request, imports little."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http.cookies import CookieError, SimpleCookie
+
+from kumo.core.errors import Unauthorized
+from kumo.core.principal import Principal
+from kumo.identity import tokens
+
+ACCESS_COOKIE = "kumo_access"
+REFRESH_COOKIE = "kumo_refresh"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return ""
+
+
+def read_cookie(headers: Mapping[str, str], name: str) -> str:
+    raw = _header(headers, "cookie")
+    if not raw:
+        return ""
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw)
+    except CookieError:
+        return ""
+    morsel = jar.get(name)
+    return morsel.value if morsel else ""
+
+
+def authenticate(headers: Mapping[str, str]) -> Principal:
+    """A bearer JWT or the session cookie becomes a principal; anything else is refused.
+
+    Device API keys will join here as another credential kind."""
+    authorization = _header(headers, "authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Use the Bearer scheme.")
+    else:
+        token = read_cookie(headers, ACCESS_COOKIE)
+    if not token:
+        raise Unauthorized("Missing credentials.")
+    claims = tokens.decode_access_token(token.strip())
+    return Principal(
+        kind="user",
+        subject_id=str(claims["sub"]),
+        roles=(str(claims["role"]),),
+        email=str(claims.get("email", "")),
+    )

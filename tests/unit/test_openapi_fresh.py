@@ -1,0 +1,79 @@
+"""The committed OpenAPI documents (docs/ and the served copy) match the code and template.yaml."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import openapi
+from tests.support.template import ROOT, resources
+
+STALE = "is stale: run `make openapi`"
+
+
+def _template_api_events() -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, event properties) of every Api event, read straight from the template."""
+    events = []
+    for resource in resources("AWS::Serverless::Function").values():
+        for event in (resource["Properties"].get("Events") or {}).values():
+            if event["Type"] == "Api":
+                props = event["Properties"]
+                events.append((props["Method"].lower(), props["Path"], props))
+    return events
+
+
+@pytest.fixture(scope="module")
+def fresh() -> str:
+    return openapi.render(openapi.generate())
+
+
+@pytest.mark.parametrize("path", openapi.OUTPUTS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_openapi_file_matches_a_fresh_generation(path: Path, fresh: str) -> None:
+    # Given the committed document / When compared with one generated now
+    relative = path.relative_to(ROOT).as_posix()
+    assert path.exists(), f"{relative} is missing: run `make openapi`"
+    # Then they are identical (no diff printed: the file is long, the remedy is one command)
+    assert path.read_text() == fresh, f"{relative} {STALE}"
+
+
+def test_openapi_document_lists_every_template_api_route(fresh: str) -> None:
+    # Given the routes template.yaml wires to API Gateway
+    routes = [(method, path) for method, path, _ in _template_api_events()]
+    # When the document is generated
+    paths = json.loads(fresh)["paths"]
+    # Then each of them has an operation
+    missing = [f"{m.upper()} {p}" for m, p in routes if m not in paths.get(p, {})]
+    assert routes
+    assert not missing, f"routes missing from the OpenAPI document: {missing}"
+
+
+def test_openapi_document_secures_exactly_the_authenticated_routes(fresh: str) -> None:
+    # Given which template routes opt out of the authorizer
+    paths = json.loads(fresh)["paths"]
+    for method, path, props in _template_api_events():
+        public = props.get("Auth", {}).get("Authorizer") == "NONE"
+        # When the operation is looked up / Then security and 401 appear only on protected ones
+        operation = paths[path][method]
+        assert ("security" in operation) is not public, f"{method.upper()} {path}"
+        assert ("401" in operation["responses"]) is not public, f"{method.upper()} {path}"
+
+
+def test_openapi_cookie_scheme_names_the_cookie_the_authorizer_reads() -> None:
+    # Given the cookie the identity service reads / Then the document names the same one
+    from kumo.identity.authn import ACCESS_COOKIE
+
+    assert openapi.SECURITY_SCHEMES["cookieAuth"]["name"] == ACCESS_COOKIE
+
+
+def test_merge_schemas_rejects_one_name_with_two_contents() -> None:
+    # Given a schema already merged from one function
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    openapi.merge_schemas(merged, origins, {"UserOut": {"type": "object"}}, "GetMeFunction")
+    # When another function brings a different schema under the same name
+    # Then the merge fails and names both functions
+    with pytest.raises(openapi.OpenApiError, match="GetMeFunction and OtherFunction"):
+        openapi.merge_schemas(merged, origins, {"UserOut": {"type": "string"}}, "OtherFunction")
