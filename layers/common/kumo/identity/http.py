@@ -41,8 +41,9 @@ def session_response(session: Session, *, cookie: bool, status_code: int = 200) 
         )
     cookies = [
         _cookie(ACCESS_COOKIE, session.access_token, "/", get_settings().access_token_seconds),
-        _cookie(REFRESH_COOKIE, session.refresh_token, REFRESH_COOKIE_PATH,
-                session.refresh_expires_in),
+        _cookie(
+            REFRESH_COOKIE, session.refresh_token, REFRESH_COOKIE_PATH, session.refresh_expires_in
+        ),
     ]
     body_out = SessionOut(user=user_out(session.user), expires_in=session.expires_in)
     return Response(

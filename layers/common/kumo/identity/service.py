@@ -299,15 +299,20 @@ def login(*, email: str, password: str, remember: bool, source_ip: str | None) -
     if passwords.needs_rehash(user.password_hash):
         actions.append(UserModel.password_hash.set(passwords.hash_password(password)))
     user.update(actions=actions)
-    record_audit("login.succeeded", actor_id=user.user_id, subject_id=user.user_id,
-                 source_ip=source_ip)
+    record_audit(
+        "login.succeeded", actor_id=user.user_id, subject_id=user.user_id, source_ip=source_ip
+    )
     return _issue_session(user, remember=remember)
 
 
 def _count_failed_login(user: UserModel, source_ip: str | None) -> None:
     user.update(actions=[UserModel.failed_logins.add(1)])
-    record_audit("login.failed", subject_id=user.user_id, source_ip=source_ip,
-                 detail={"reason": "wrong-password"})
+    record_audit(
+        "login.failed",
+        subject_id=user.user_id,
+        source_ip=source_ip,
+        detail={"reason": "wrong-password"},
+    )
     if user.failed_logins >= MAX_FAILED_LOGINS:
         user.update(
             actions=[
@@ -334,8 +339,9 @@ def refresh_session(raw_token: str) -> Session:
         )
     except UpdateError as error:
         _revoke_family(family, reason="reuse-detected")
-        record_audit("token.reuse_detected", subject_id=token.user_id,
-                     detail={"family_id": token.family_id})
+        record_audit(
+            "token.reuse_detected", subject_id=token.user_id, detail={"family_id": token.family_id}
+        )
         raise Unauthorized(
             "This refresh token was already used; every session it belonged to is revoked."
         ) from error
@@ -403,12 +409,19 @@ def admin_update_user(
     actions: list[Action] = [UserModel.updated_at.set(clock.utc_iso())]
     if role is not None and role != user.role:
         actions.append(UserModel.role.set(role))
-        record_audit("user.role_changed", actor_id=actor_id, subject_id=user_id,
-                     detail={"from": user.role, "to": role})
+        record_audit(
+            "user.role_changed",
+            actor_id=actor_id,
+            subject_id=user_id,
+            detail={"from": user.role, "to": role},
+        )
     if active is not None and active != user.active:
         actions.append(UserModel.active.set(active))
-        record_audit("user.activated" if active else "user.deactivated",
-                     actor_id=actor_id, subject_id=user_id)
+        record_audit(
+            "user.activated" if active else "user.deactivated",
+            actor_id=actor_id,
+            subject_id=user_id,
+        )
     user.update(actions=actions)
     if active is False:
         revoke_all_sessions(user_id, reason="deactivated")

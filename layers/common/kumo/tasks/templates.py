@@ -24,7 +24,7 @@ TEMPLATES: dict[str, EmailTemplate] = {
             "The link works once and expires in 24 hours."
         ),
         html=(
-            "<p>Hello $display_name,</p><p><a href=\"$link\">Confirm your address</a>.</p>"
+            '<p>Hello $display_name,</p><p><a href="$link">Confirm your address</a>.</p>'
             "<p>Code: <code>$token</code></p><p>The link works once and expires in 24 hours.</p>"
         ),
         params=frozenset({"display_name", "link", "token"}),
@@ -37,7 +37,7 @@ TEMPLATES: dict[str, EmailTemplate] = {
             "If it was not you, ignore this mail."
         ),
         html=(
-            "<p>Hello $display_name,</p><p><a href=\"$link\">Reset your password</a>.</p>"
+            '<p>Hello $display_name,</p><p><a href="$link">Reset your password</a>.</p>'
             "<p>Code: <code>$token</code></p><p>The link works once and expires in 1 hour. "
             "If it was not you, ignore this mail.</p>"
         ),
@@ -51,7 +51,7 @@ TEMPLATES: dict[str, EmailTemplate] = {
         ),
         html=(
             "<p>$inviter invited you to join <b>$org_name</b> as $role.</p>"
-            "<p><a href=\"$link\">Accept the invitation</a></p><p>Code: <code>$token</code></p>"
+            '<p><a href="$link">Accept the invitation</a></p><p>Code: <code>$token</code></p>'
             "<p>The invitation expires in 7 days.</p>"
         ),
         params=frozenset({"inviter", "org_name", "role", "link", "token"}),
