@@ -10,9 +10,9 @@ app = make_resolver()
 
 
 @app.post("/api/v1/auth/logout", status_code=204, tags=["auth"])
-def logout(body: RefreshRequest) -> Response[None]:
+def logout(body: RefreshRequest | None = None) -> Response[None]:
     from_cookie = authn.read_cookie(app.current_event.headers, authn.REFRESH_COOKIE)
-    service.logout(body.refresh_token or from_cookie)
+    service.logout((body and body.refresh_token) or from_cookie)
     return Response(status_code=204, cookies=cleared_cookies())
 
 

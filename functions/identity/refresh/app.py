@@ -17,13 +17,13 @@ app = make_resolver()
         200: {"description": "Rotated", "content": {"application/json": {"model": TokenPairOut}}}
     },
 )
-def refresh(body: RefreshRequest) -> Response[str]:
+def refresh(body: RefreshRequest | None = None) -> Response[str]:
     from_cookie = authn.read_cookie(app.current_event.headers, authn.REFRESH_COOKIE)
-    raw = body.refresh_token or from_cookie
+    raw = (body and body.refresh_token) or from_cookie
     if not raw:
         raise Unauthorized("Send refresh_token in the body or the session cookie.")
     session = service.refresh_session(raw)
-    return session_response(session, cookie=body.refresh_token is None)
+    return session_response(session, cookie=not (body and body.refresh_token))
 
 
 lambda_handler = http_handler(app)
