@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,28 @@ def principal_for(user_id: str, role: str = "user", email: str = "") -> dict[str
 
 def pytest_configure() -> None:
     Path(ROOT / ".pytest_cache").mkdir(exist_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 at its lowest cost: unit tests are about the flows, not the key derivation."""
+    from argon2 import PasswordHasher
+    from kumo.identity import passwords
+
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", lambda: hasher)
+
+
+PASSWORD = "correct horse 42"
+
+
+def unique_email(label: str = "user") -> str:
+    return f"{label}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def verified_user(email: str) -> str:
+    """A user who can sign in at once; answers the user id."""
+    from kumo.identity import service
+
+    user = service.register(email=email, password=PASSWORD, display_name="Ada", verified=True)
+    return user.user_id

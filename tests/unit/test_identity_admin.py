@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from kumo.core import clock
-from kumo.identity import passwords, service
+from kumo.identity import service
 
-from tests.unit.conftest import principal_for
+from tests.unit.conftest import principal_for, unique_email, verified_user
 
 PASSWORD = "correct horse 42"
 LIST_USERS = ("identity/admin_list_users", "GET", "/api/v1/admin/users")
@@ -21,13 +19,6 @@ AUDIT = ("identity/admin_audit", "GET", "/api/v1/admin/audit")
 LOGIN = ("identity/login", "POST", "/api/v1/auth/login")
 REFRESH = ("identity/refresh", "POST", "/api/v1/auth/refresh")
 DAY = 24 * 3600
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its lowest cost: these tests are about the flows, not the key derivation."""
-    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", lambda: hasher)
 
 
 @pytest.fixture(autouse=True)
@@ -48,15 +39,6 @@ def admin() -> dict[str, str]:
         verified=True,
     )
     return principal_for(user.user_id, "admin", user.email)
-
-
-def unique_email(label: str = "user") -> str:
-    return f"{label}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def verified_user(email: str) -> str:
-    user = service.register(email=email, password=PASSWORD, display_name="Ada", verified=True)
-    return user.user_id
 
 
 def update_user(call_api: Any, user_id: str, body: dict[str, Any], principal: dict[str, str]):

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import boto3
-import pytest
-from argon2 import PasswordHasher
 from kumo.core import clock
-from kumo.identity import passwords, service
+from kumo.identity import service
 from kumo.identity.models import UserModel, user_key
 from kumo.tasks.models import EmailTaskModel, task_key
 
-from tests.unit.conftest import QUEUE_URL, principal_for
+from tests.unit.conftest import QUEUE_URL, principal_for, unique_email, verified_user
 
 PASSWORD = "correct horse 42"
 NEW_PASSWORD = "battery staple 7"
@@ -24,22 +21,6 @@ LOGIN = ("identity/login", "POST", "/api/v1/auth/login")
 REFRESH = ("identity/refresh", "POST", "/api/v1/auth/refresh")
 GET_ME = ("identity/get_me", "GET", "/api/v1/users/me")
 UPDATE_ME = ("identity/update_me", "PATCH", "/api/v1/users/me")
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its lowest cost: these tests are about the flows, not the key derivation."""
-    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", lambda: hasher)
-
-
-def unique_email(label: str = "user") -> str:
-    return f"{label}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def verified_user(email: str) -> str:
-    user = service.register(email=email, password=PASSWORD, display_name="Ada", verified=True)
-    return user.user_id
 
 
 def queued_tasks() -> list[EmailTaskModel]:

@@ -8,30 +8,18 @@ from typing import Any
 
 import boto3
 import pytest
-from argon2 import PasswordHasher
 from kumo.core import clock
-from kumo.identity import passwords, service
+from kumo.identity import service
 from kumo.identity.models import EmailClaimModel, UserModel, email_key, user_key
 from kumo.tasks.models import EmailTaskModel, task_key
 
-from tests.unit.conftest import QUEUE_URL
+from tests.unit.conftest import QUEUE_URL, unique_email
 
 PASSWORD = "correct horse 42"
 REGISTER = ("identity/register", "POST", "/api/v1/auth/register")
 VERIFY = ("identity/verify_email", "POST", "/api/v1/auth/verify-email")
 LOGIN = ("identity/login", "POST", "/api/v1/auth/login")
 RESEND = ("identity/resend_verification", "POST", "/api/v1/auth/verify-email/resend")
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its lowest cost: these tests are about the flows, not the key derivation."""
-    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", lambda: hasher)
-
-
-def unique_email(label: str = "user") -> str:
-    return f"{label}-{uuid.uuid4().hex[:12]}@example.com"
 
 
 def queued_task_ids() -> list[str]:

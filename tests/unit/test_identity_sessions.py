@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-import pytest
-from argon2 import PasswordHasher
 from kumo.core import clock
-from kumo.identity import passwords, service, tokens
+from kumo.identity import service, tokens
 from kumo.identity.models import RefreshTokenModel, refresh_key
+
+from tests.unit.conftest import unique_email, verified_user
 
 PASSWORD = "correct horse 42"
 LOGIN = ("identity/login", "POST", "/api/v1/auth/login")
 REFRESH = ("identity/refresh", "POST", "/api/v1/auth/refresh")
 LOGOUT = ("identity/logout", "POST", "/api/v1/auth/logout")
 THIRTY_DAYS = 30 * 24 * 3600
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its lowest cost: these tests are about the flows, not the key derivation."""
-    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", lambda: hasher)
-
-
-def unique_email(label: str = "user") -> str:
-    return f"{label}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def verified_user(email: str) -> str:
-    user = service.register(email=email, password=PASSWORD, display_name="Ada", verified=True)
-    return user.user_id
 
 
 def login_body(email: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:

@@ -7,21 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from kumo.core.errors import Unauthorized
-from kumo.identity import passwords, service, tokens
+from kumo.identity import service, tokens
 
 from tests.unit.conftest import FakeContext, load_handler, principal_for
 
 USER_ID = "01HZSECURITYTESTUSER000002"
 PASSWORD = "correct horse 42"
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its lowest cost: these tests are about the flows, not the key derivation."""
-    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", lambda: hasher)
 
 
 @pytest.fixture
