@@ -173,3 +173,20 @@ def verified_user(email: str) -> str:
 
     user = service.register(email=email, password=PASSWORD, display_name="Ada", verified=True)
     return user.user_id
+
+
+@pytest.fixture
+def authorize(
+    load_event: Callable[[str], dict[str, Any]],
+) -> Callable[[dict[str, str]], dict[str, Any]]:
+    """Run the authorizer on events/identity/authorizer_request.json with extra headers."""
+
+    def run(headers: dict[str, str]) -> dict[str, Any]:
+        event = load_event("identity/authorizer_request")
+        event["headers"].update(headers)
+        result: dict[str, Any] = load_handler("identity/authorizer").lambda_handler(
+            event, FakeContext()
+        )
+        return result
+
+    return run

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from kumo.identity import tokens
-
-from tests.unit.conftest import FakeContext, load_handler
 
 API_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/*"
 USER_ID = "01HZAUTHORIZERTESTUSER0001"
@@ -18,23 +13,6 @@ EMAIL = "authorizer-test@example.com"
 @pytest.fixture(autouse=True)
 def aws() -> None:
     """Overrides conftest's moto setup: nothing here touches AWS, so no tables are built."""
-
-
-@pytest.fixture
-def authorize(
-    load_event: Callable[[str], dict[str, Any]],
-) -> Callable[[dict[str, str]], dict[str, Any]]:
-    """Run the authorizer on events/identity/authorizer_request.json with extra headers."""
-
-    def run(headers: dict[str, str]) -> dict[str, Any]:
-        event = load_event("identity/authorizer_request")
-        event["headers"].update(headers)
-        result: dict[str, Any] = load_handler("identity/authorizer").lambda_handler(
-            event, FakeContext()
-        )
-        return result
-
-    return run
 
 
 def access_token(role: str = "tutor") -> str:

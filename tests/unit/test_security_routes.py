@@ -10,25 +10,10 @@ import pytest
 from kumo.core.errors import Unauthorized
 from kumo.identity import service, tokens
 
-from tests.unit.conftest import FakeContext, load_handler, principal_for
+from tests.unit.conftest import principal_for
 
 USER_ID = "01HZSECURITYTESTUSER000002"
 PASSWORD = "correct horse 42"
-
-
-@pytest.fixture
-def authorize(
-    load_event: Callable[[str], dict[str, Any]],
-) -> Callable[[dict[str, str]], dict[str, Any]]:
-    def run(headers: dict[str, str]) -> dict[str, Any]:
-        event = load_event("identity/authorizer_request")
-        event["headers"].update(headers)
-        result: dict[str, Any] = load_handler("identity/authorizer").lambda_handler(
-            event, FakeContext()
-        )
-        return result
-
-    return run
 
 
 # --- misused credentials ------------------------------------------------------------------

@@ -17,8 +17,6 @@ from kumo.core.config import get_settings
 from kumo.core.errors import Unauthorized
 from kumo.identity import tokens
 
-from tests.unit.conftest import FakeContext, load_handler
-
 USER_ID = "01HZSECURITYTESTUSER000001"
 EMAIL = "security-test@example.com"
 PASSWORD = "correct horse 42"
@@ -27,21 +25,6 @@ PASSWORD = "correct horse 42"
 @pytest.fixture(autouse=True)
 def aws() -> None:
     """Overrides conftest's moto setup: nothing here touches AWS, so no tables are built."""
-
-
-@pytest.fixture
-def authorize(
-    load_event: Callable[[str], dict[str, Any]],
-) -> Callable[[dict[str, str]], dict[str, Any]]:
-    def run(headers: dict[str, str]) -> dict[str, Any]:
-        event = load_event("identity/authorizer_request")
-        event["headers"].update(headers)
-        result: dict[str, Any] = load_handler("identity/authorizer").lambda_handler(
-            event, FakeContext()
-        )
-        return result
-
-    return run
 
 
 # --- forged access tokens -----------------------------------------------------------------
