@@ -230,6 +230,9 @@ def parameter_overrides(stack: Stack) -> list[str]:
         f"MailSender={MAIL_SENDER}",
         f"AppUrl={stack.gateway}",
         f"JwtSecret={_secret(stack)}",
+        # Test receivers listen on 127.0.0.1, and short retry delays keep feedback quick.
+        "AllowLoopbackWebhooks=true",
+        "WebhookBackoffSeconds=2",
     ]
 
 

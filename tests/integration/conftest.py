@@ -121,6 +121,17 @@ def demo_admin(endpoints: dict[str, Any]) -> dict[str, str]:
     return account
 
 
+@pytest.fixture(scope="module")
+def admin_token(api: Api, demo_admin: dict[str, str]) -> str:
+    login = api.post(
+        "/api/v1/auth/login",
+        json={"email": demo_admin["email"], "password": demo_admin["password"]},
+    )
+    assert login.status_code == 200, login.text
+    token: str = login.json()["access_token"]
+    return token
+
+
 def unique_email(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
 

@@ -4,20 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.integration.conftest import Api, Outbox, signed_up_user
-
-
-@pytest.fixture(scope="module")
-def admin_token(api: Api, demo_admin: dict[str, str]) -> str:
-    login = api.post(
-        "/api/v1/auth/login",
-        json={"email": demo_admin["email"], "password": demo_admin["password"]},
-    )
-    assert login.status_code == 200, login.text
-    token: str = login.json()["access_token"]
-    return token
 
 
 def test_admin_pages_through_users(api: Api, admin_token: str, outbox: Outbox) -> None:

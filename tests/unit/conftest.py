@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 STAGE = "test"
-QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-test-mail"
+QUEUE_BASE = "https://sqs.us-east-1.amazonaws.com/123456789012"
+QUEUE_URL = f"{QUEUE_BASE}/kumo-test-mail"
+WEBHOOK_QUEUE_URL = f"{QUEUE_BASE}/kumo-test-webhooks"
 
 # Settings are read once at import, so the environment is set before any kumo import.
 for _key in [k for k in os.environ if k.startswith("AWS_")]:
@@ -30,6 +32,10 @@ os.environ.update(
     ORGS_TABLE=f"kumo-{STAGE}-orgs",
     TASKS_TABLE=f"kumo-{STAGE}-tasks",
     MAIL_QUEUE_URL=QUEUE_URL,
+    MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",
+    WEBHOOK_QUEUE_URL=WEBHOOK_QUEUE_URL,
+    WEBHOOK_DLQ_URL=f"{QUEUE_BASE}/kumo-test-webhooks-dlq",
+    WEBHOOK_BACKOFF_SECONDS="2",
     MAIL_SENDER="no-reply@kumo.test",
     JWT_SECRET="unit-test-secret-that-is-long-enough-0123456789",
     APP_URL="https://app.kumo.test",
@@ -51,7 +57,9 @@ def aws() -> Iterator[None]:
         dynamodb = boto3.client("dynamodb")
         for definition in table_definitions(STAGE):
             dynamodb.create_table(**definition)
-        boto3.client("sqs").create_queue(QueueName="kumo-test-mail")
+        sqs = boto3.client("sqs")
+        for queue in ("mail", "mail-dlq", "webhooks", "webhooks-dlq"):
+            sqs.create_queue(QueueName=f"kumo-test-{queue}")
         boto3.client("ses").verify_email_identity(EmailAddress="no-reply@kumo.test")
         yield
 

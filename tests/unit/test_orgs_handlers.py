@@ -48,7 +48,7 @@ def invite(call_api: Any, org_id: str, actor: dict[str, str], email: str, role: 
 def mailed_token() -> str:
     (message,) = boto3.client("sqs").receive_message(QueueUrl=QUEUE_URL).get("Messages", [])
     task = EmailTaskModel.get(task_key(json.loads(message["Body"])["task_id"]), "TASK")
-    return str(task.params.as_dict()["token"])
+    return str(task.params["token"])
 
 
 def problem_type(response: dict[str, Any]) -> str:

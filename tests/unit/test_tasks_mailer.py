@@ -6,19 +6,31 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from kumo.tasks import service
 from kumo.tasks.models import EmailTaskModel, task_key
+from kumo.tasks.templates import TemplateError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from tests.unit.conftest import FakeContext, load_handler
+from tests.unit.conftest import QUEUE_URL, FakeContext, load_handler
 
 VERIFY_PARAMS = {
     "display_name": "Ada",
     "token": "one-time-token-for-the-mailer-test",
     "link": "https://app.kumo.test/auth/verify-email?token=one-time-token-for-the-mailer-test",
+}
+
+
+REPORT_PARAMS: dict[str, Any] = {
+    "display_name": "Ada",
+    "period_start": "2026-04-27",
+    "period_end": "2026-05-03",
+    "summary": [{"label": "Active devices", "value": 12}, {"label": "Uptime %", "value": 99.5}],
+    "highlights": ["Boiler 3 ran hot on Tuesday"],
+    "link": "https://app.kumo.test/reports/R1",
 }
 
 
@@ -32,6 +44,12 @@ def queued_verification(recipient: str) -> str:
 
 def stored_task(task_id: str) -> EmailTaskModel:
     return EmailTaskModel.get(task_key(task_id), "TASK")
+
+
+def nothing_stored_or_queued() -> bool:
+    tasks = list(EmailTaskModel.scan())
+    queued = boto3.client("sqs").receive_message(QueueUrl=QUEUE_URL).get("Messages", [])
+    return tasks == [] and queued == []
 
 
 @pytest.fixture
@@ -86,7 +104,7 @@ def test_mailer_marks_task_sent_and_clears_params(sqs_event):
     assert task.sent_at is not None
     assert task.attempts == 1
     assert task.message_id == sent_messages()[0].id
-    assert dict(task.params) == {}
+    assert task.params_json == "{}"
 
 
 def test_mailer_does_not_resend_redelivered_message(sqs_event):
@@ -143,9 +161,52 @@ def test_mailer_fails_invocation_when_every_record_fails(sqs_event):
         run_mailer(event)
 
 
+def test_mailer_sends_weekly_report_with_its_rows(sqs_event):
+    # Given a queued weekly report, whose params hold lists of objects
+    task_id = service.enqueue_email(
+        to="mailer-report@example.com", template="weekly_report", params=REPORT_PARAMS
+    )
+
+    # When the mailer delivers it
+    result = run_mailer(sqs_event(task_id))
+
+    # Then the sent mail carries the rows and the highlight
+    assert result == {"batchItemFailures": []}
+    (message,) = sent_messages()
+    assert message.subject == "Your Kumo weekly report, 2026-04-27 to 2026-05-03"
+    assert ">Active devices</th>" in message.body
+    assert ">99.5</td>" in message.body
+    assert ">Boiler 3 ran hot on Tuesday</li>" in message.body
+
+
+def test_enqueue_email_stores_nested_params_exactly():
+    # Given params with lists, objects and numbers
+    # When enqueuing a weekly report with them
+    task_id = service.enqueue_email(
+        to="mailer-nested@example.com", template="weekly_report", params=REPORT_PARAMS
+    )
+
+    # Then the stored task gives them back unchanged, numbers still numbers
+    assert json.loads(stored_task(task_id).params_json) == REPORT_PARAMS
+
+
 def test_enqueue_email_refuses_unknown_template():
     # Given a template name nobody defined
     # When enqueuing a mail with it
-    # Then it fails before anything is stored
-    with pytest.raises(ValueError, match="unknown e-mail template"):
+    # Then it fails, naming the template, before anything is stored or queued
+    with pytest.raises(TemplateError, match="Unknown e-mail template 'nope'"):
         service.enqueue_email(to="mailer-unknown@example.com", template="nope", params={})
+    assert nothing_stored_or_queued()
+
+
+def test_enqueue_email_refuses_wrong_params_before_storing():
+    # Given verification params without the link
+    params = {"display_name": "Ada", "token": "t0k3n"}
+
+    # When enqueuing the mail
+    # Then it fails, naming the param, before anything is stored or queued
+    with pytest.raises(TemplateError, match="link is missing"):
+        service.enqueue_email(
+            to="mailer-params@example.com", template="verify_email", params=params
+        )
+    assert nothing_stored_or_queued()

@@ -26,12 +26,22 @@ class Settings:
     orgs_table: str
     tasks_table: str
     mail_queue_url: str
+    mail_dead_letter_url: str
+    webhook_queue_url: str
+    webhook_dead_letter_url: str
     mail_sender: str
     jwt_secret: str
     app_url: str
     access_token_seconds: int
     refresh_token_seconds: int
     refresh_token_remember_seconds: int
+    webhook_max_attempts: int
+    webhook_backoff_seconds: int
+    webhook_timeout_seconds: float
+    # Only the local stack and tests call receivers on 127.0.0.1; AWS deployments never do.
+    webhook_allow_loopback: bool
+    scheduled_tasks_per_user: int
+    schedule_min_interval_seconds: int
 
 
 @cache
@@ -44,6 +54,9 @@ def get_settings() -> Settings:
         orgs_table=_require("ORGS_TABLE", missing),
         tasks_table=_require("TASKS_TABLE", missing),
         mail_queue_url=_require("MAIL_QUEUE_URL", missing),
+        mail_dead_letter_url=_require("MAIL_DLQ_URL", missing),
+        webhook_queue_url=_require("WEBHOOK_QUEUE_URL", missing),
+        webhook_dead_letter_url=_require("WEBHOOK_DLQ_URL", missing),
         mail_sender=_require("MAIL_SENDER", missing),
         jwt_secret=_require("JWT_SECRET", missing),
         app_url=_require("APP_URL", missing).rstrip("/"),
@@ -52,6 +65,12 @@ def get_settings() -> Settings:
         refresh_token_remember_seconds=int(
             os.environ.get("REFRESH_TOKEN_REMEMBER_SECONDS", str(30 * 24 * 3600))
         ),
+        webhook_max_attempts=int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "5")),
+        webhook_backoff_seconds=int(os.environ.get("WEBHOOK_BACKOFF_SECONDS", "30")),
+        webhook_timeout_seconds=float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10")),
+        webhook_allow_loopback=os.environ.get("WEBHOOK_ALLOW_LOOPBACK", "false") == "true",
+        scheduled_tasks_per_user=int(os.environ.get("SCHEDULED_TASKS_PER_USER", "50")),
+        schedule_min_interval_seconds=int(os.environ.get("SCHEDULE_MIN_INTERVAL_SECONDS", "60")),
     )
     if missing:
         raise ConfigurationError(f"missing environment variables: {', '.join(sorted(missing))}")

@@ -1,33 +1,44 @@
-"""E-mail tasks: other contexts enqueue, the mailer function delivers through SES."""
+"""The tasks API for other contexts: queue an e-mail from a template or a one-off webhook.
+
+E-mails are delivered by the mailer function through SES, webhooks by the webhook worker
+(kumo.tasks.worker). Queue messages carry ids only; workers load the task from the table.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from aws_lambda_powertools import Logger
+from pynamodb.exceptions import DoesNotExist
 
 from kumo.core import aws, clock
 from kumo.core.config import get_settings
-from kumo.core.ids import new_id
-from kumo.tasks.models import EmailTaskModel, task_key
-from kumo.tasks.templates import TEMPLATES, render
+from kumo.core.errors import NotFound, ValidationFailed
+from kumo.core.ids import is_id, new_id
+from kumo.tasks import webhook
+from kumo.tasks.models import EmailTaskModel, WebhookTaskModel, task_key
+from kumo.tasks.schemas import AdminTaskOut
+from kumo.tasks.templates import TemplateError, check_params, render
 
 logger = Logger(child=True)
 
 TASK_RETENTION_SECONDS = 30 * 24 * 3600
 
 
-def enqueue_email(*, to: str, template: str, params: dict[str, str]) -> str:
-    """Store the task, then queue its id only: the worker loads the rest from the table."""
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown e-mail template {template}")
+def enqueue_email(*, to: str, template: str, params: Mapping[str, object]) -> str:
+    """Store the task, then queue its id only: the worker loads the rest from the table.
+
+    Raises TemplateError, before anything is stored, when the template does not take `params`.
+    """
+    check_params(template, params)
     task_id = new_id()
     EmailTaskModel(
         pk=task_key(task_id),
         task_id=task_id,
         template=template,
         recipient=to,
-        params=params,
+        params_json=json.dumps(dict(params)),
         created_at=clock.utc_iso(),
         expires_at=int(clock.now()) + TASK_RETENTION_SECONDS,
     ).save()
@@ -45,7 +56,7 @@ def deliver_email(task_id: str) -> None:
     if task.status == "sent":
         logger.info("e-mail already sent", task_id=task_id)
         return
-    message = render(task.template, task.params.as_dict())
+    message = render(task.template, json.loads(task.params_json))
     task.update(actions=[EmailTaskModel.attempts.add(1)])
     result = aws.ses().send_email(
         Source=get_settings().mail_sender,
@@ -63,7 +74,83 @@ def deliver_email(task_id: str) -> None:
             EmailTaskModel.status.set("sent"),
             EmailTaskModel.sent_at.set(clock.utc_iso()),
             EmailTaskModel.message_id.set(result["MessageId"]),
-            EmailTaskModel.params.set({}),
+            EmailTaskModel.params_json.set("{}"),
         ]
     )
     logger.info("e-mail sent", task_id=task_id, template=task.template)
+
+
+def queue_email_for_admin(*, to: str, template: str, params: Mapping[str, object]) -> str:
+    """enqueue_email for a request body: template mistakes become a 422 naming the params."""
+    try:
+        return enqueue_email(to=to, template=template, params=params)
+    except TemplateError as error:
+        raise ValidationFailed(str(error), errors=error.errors) from error
+
+
+def enqueue_webhook(
+    *,
+    url: str,
+    method: str,
+    headers: Mapping[str, str],
+    body: object | None,
+    created_by: str,
+    secret: str | None = None,
+) -> tuple[str, str]:
+    """Queue one signed call; returns the task id and the secret it is signed with.
+
+    The target is checked here as well as at delivery, so a caller learns at once.
+    """
+    settings = get_settings()
+    try:
+        checked_url = webhook.check_target(url, allow_loopback=settings.webhook_allow_loopback)
+        checked_headers = webhook.check_headers(headers)
+    except webhook.UnsafeTarget as error:
+        problem = [{"field": "url", "message": str(error)}]
+        raise ValidationFailed(str(error), errors=problem) from error
+    except ValueError as error:
+        problem = [{"field": "headers", "message": str(error)}]
+        raise ValidationFailed(str(error), errors=problem) from error
+    task_id, secret = new_id(), secret or webhook.new_secret()
+    WebhookTaskModel(
+        pk=task_key(task_id),
+        task_id=task_id,
+        url=checked_url,
+        method=method,
+        headers_json=json.dumps(checked_headers, sort_keys=True),
+        body_json=json.dumps(body, separators=(",", ":")) if body is not None else None,
+        secret=secret,
+        created_by=created_by,
+        created_at=clock.utc_iso(),
+        expires_at=int(clock.now()) + TASK_RETENTION_SECONDS,
+    ).save()
+    aws.sqs().send_message(
+        QueueUrl=settings.webhook_queue_url,
+        MessageBody=json.dumps({"task_id": task_id, "slot": "once", "trigger": "once"}),
+    )
+    logger.info("webhook queued", task_id=task_id)
+    return task_id, secret
+
+
+def task_status(task_id: str) -> AdminTaskOut:
+    """Where a queued e-mail or webhook stands (its params and secret are not shown)."""
+    if not is_id(task_id):
+        raise NotFound("No such task.")
+    try:
+        email = EmailTaskModel.get(task_key(task_id), "TASK")
+    except DoesNotExist as error:
+        raise NotFound("No such task.") from error
+    if email.kind == "email":
+        return AdminTaskOut(
+            id=task_id,
+            kind="email",
+            status=email.status,
+            created_at=email.created_at,
+            template=email.template,
+            recipient=email.recipient,
+            attempts=int(email.attempts),
+        )
+    hook = WebhookTaskModel.get(task_key(task_id), "TASK")
+    return AdminTaskOut(
+        id=task_id, kind="webhook", status=hook.status, created_at=hook.created_at, url=hook.url
+    )
