@@ -164,7 +164,7 @@ def test_server_errors_retry_with_growing_gaps_then_dead_letter_and_redrive(
         assert listed.status_code == 200, listed.text
         letter = next((m for m in listed.json()["items"] if m["task_id"] == task["id"]), None)
         time.sleep(0.5)
-    assert letter["last_error"] == "HTTP 500"
+    assert letter["last_error"] == "http 500"
     got = api.get(f"/api/v1/scheduled-tasks/{task['id']}", token=token).json()
     assert got["last_outcome"] == "failed"
     assert len(_runs(api, token, task["id"])) == 5
