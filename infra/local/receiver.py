@@ -55,6 +55,8 @@ class Receiver:
     port: int = 0
     calls: list[Call] = field(default_factory=list)
     overrides: dict[str, int] = field(default_factory=dict)
+    # Seconds every answer waits: a slow receiver, for throughput figures.
+    delay_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -75,6 +77,8 @@ class Receiver:
                         Call(parsed.path, self.command, dict(self.headers), body, time.time())
                     )
                     code = receiver.overrides.get(parsed.path)
+                if receiver.delay_seconds:
+                    time.sleep(receiver.delay_seconds)
                 segments = parsed.path.rstrip("/").split("/")
                 if code is None and len(segments) >= 2 and segments[-2] == "status":
                     code = int(segments[-1])

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from pynamodb.connection import Connection
 from kumo.core import clock
 from kumo.core.ids import new_id
 from kumo.tasks import scheduled, scheduler
@@ -118,7 +119,7 @@ def test_enqueue_due_tasks_skips_missed_slots_past_now():
 
 
 def test_enqueue_due_tasks_keeps_rate_phase_when_advancing():
-    # Given a rate task created at 10:02:30 (first run 10:09, seven minutes rounded up)
+    # Given a rate task created at 10:02:30 (first run 10:09:30, rounded up to 10:10)
     task = create_task(schedule="rate(7 minutes)")
     assert task.next_run_at == "2090-01-01T10:10:00.000Z"
 
@@ -259,7 +260,12 @@ def test_enqueue_due_tasks_leaves_due_index_when_schedule_has_no_further_run():
     assert scheduler.enqueue_due_tasks(now=last + timedelta(days=400)).due == 0
 
 
-def test_enqueue_due_tasks_queues_many_tasks_across_every_shard():
+def test_enqueue_due_tasks_queues_many_tasks_across_every_shard(monkeypatch):
+    # (One pynamodb connection for all the creates: a new one per transaction costs a
+    # botocore client each time, which is what makes 120 creates slow, not the tick.)
+    shared = Connection(region="us-east-1")
+    monkeypatch.setattr(scheduled, "Connection", lambda region: shared)
+
     # Given 120 due tasks of three users, spread over every due-index shard
     tasks = [create_task(owner) for owner in (new_id(), new_id(), new_id()) for _ in range(40)]
     assert {due_shard(task.task_id) for task in tasks} == set(range(DUE_SHARDS))
