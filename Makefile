@@ -72,9 +72,10 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 openapi: $(VENV)/.installed ## regenerate docs/openapi.json and the copy the API serves
 	@$(PY) -m infra.openapi --write
 
-bench: tools ## print the figures: handler import times, API latency through the local gateway
+bench: tools ## print the figures: import times, API latency, scheduler tick, webhook throughput
 	@$(PY) bench/cold_start.py
 	@$(PY) bench/api_latency.py
+	@$(PY) bench/webhooks.py
 
 deploy: $(SAM_VENV)/.installed ## deploy to AWS with your credentials (samconfig [default])
 	@$(SAM) build

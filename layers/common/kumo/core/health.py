@@ -35,6 +35,7 @@ def check_dependencies() -> dict[str, dict[str, object]]:
         "orgs_table": _table_check(settings.orgs_table),
         "tasks_table": _table_check(settings.tasks_table),
         "mail_queue": _queue_check(settings.mail_queue_url),
+        "webhook_queue": _queue_check(settings.webhook_queue_url),
     }
     results: dict[str, dict[str, object]] = {}
     for name, check in checks.items():
