@@ -13,7 +13,7 @@ import pytest
 from kumo.core import clock
 from kumo.core.config import get_settings
 from kumo.core.ids import new_id
-from kumo.tasks import scheduled
+from kumo.tasks import scheduled, scheduler
 from kumo.tasks.errors import DuplicateTask, TaskLimitReached
 from kumo.tasks.models import RunModel, ScheduledTaskModel, run_key, scheduled_key
 from kumo.tasks.schemas import CreateScheduledTaskRequest, UpdateScheduledTaskRequest
@@ -629,9 +629,7 @@ def test_update_scheduled_task_pause_removes_it_from_due_index(call_api):
     assert "next_run_at" not in item
 
 
-def test_update_scheduled_task_resume_puts_it_back_with_fresh_next_run(
-    call_api, monkeypatch
-):
+def test_update_scheduled_task_resume_puts_it_back_with_fresh_next_run(call_api, monkeypatch):
     # Given a task paused at 10:02:30
     user = new_user()
     task = created(call_api, user, paused=True)
@@ -671,9 +669,7 @@ def test_update_scheduled_task_timezone_change_recomputes_next_run(call_api):
     assert task["next_run_at"] == "2090-01-02T09:00:00.000Z"
 
     # When the owner moves it to New York (UTC-5 in January)
-    response = on_task(
-        call_api, "update", task["id"], user, body={"timezone": "America/New_York"}
-    )
+    response = on_task(call_api, "update", task["id"], user, body={"timezone": "America/New_York"})
 
     # Then it next runs at 09:00 New York time today
     assert response["json"]["next_run_at"] == "2090-01-01T14:00:00.000Z"
@@ -821,6 +817,23 @@ def test_update_scheduled_task_refuses_unknown_field_with_422(call_api):
 
     # Then it is a validation problem
     assert response["statusCode"] == 422, response
+
+
+def test_update_scheduled_task_renames_task_whose_schedule_has_ended(call_api, monkeypatch):
+    # Given a task whose only run (31 December 2090, 12:00 UTC) was handed out by the tick
+    user = new_user()
+    task = created(call_api, user, schedule="cron(0 12 31 12 ? 2090)")
+    last = datetime(2090, 12, 31, 12, 0, tzinfo=UTC)
+    assert scheduler.enqueue_due_tasks(now=last).advanced == 1
+    monkeypatch.setattr(clock, "now", lambda: last.timestamp() + 86_400)
+
+    # When the owner renames it afterwards
+    response = on_task(call_api, "update", task["id"], user, body={"name": "Archived"})
+
+    # Then the rename is saved; the task stays out of the due index
+    assert response["statusCode"] == 200, response
+    assert (response["json"]["name"], response["json"]["next_run_at"]) == ("Archived", None)
+    assert "gsi2pk" not in stored_item(task["id"])
 
 
 def test_service_update_task_keeps_stored_schedule_under_stricter_limit(configure):

@@ -9,7 +9,6 @@ from typing import Any
 
 import boto3
 import pytest
-from pynamodb.connection import Connection
 from kumo.core import clock
 from kumo.core.ids import new_id
 from kumo.tasks import scheduled, scheduler
@@ -260,12 +259,7 @@ def test_enqueue_due_tasks_leaves_due_index_when_schedule_has_no_further_run():
     assert scheduler.enqueue_due_tasks(now=last + timedelta(days=400)).due == 0
 
 
-def test_enqueue_due_tasks_queues_many_tasks_across_every_shard(monkeypatch):
-    # (One pynamodb connection for all the creates: a new one per transaction costs a
-    # botocore client each time, which is what makes 120 creates slow, not the tick.)
-    shared = Connection(region="us-east-1")
-    monkeypatch.setattr(scheduled, "Connection", lambda region: shared)
-
+def test_enqueue_due_tasks_queues_many_tasks_across_every_shard():
     # Given 120 due tasks of three users, spread over every due-index shard
     tasks = [create_task(owner) for owner in (new_id(), new_id(), new_id()) for _ in range(40)]
     assert {due_shard(task.task_id) for task in tasks} == set(range(DUE_SHARDS))
@@ -288,9 +282,7 @@ def test_find_due_reads_only_the_due_index_projection():
     (due,) = scheduler.find_due(FIRST_SLOT)
 
     # Then it knows what computes the next run, and nothing more
-    assert due == scheduler.DueTask(
-        task.task_id, EVERY_FIVE, "UTC", "2090-01-01T10:05:00.000Z"
-    )
+    assert due == scheduler.DueTask(task.task_id, EVERY_FIVE, "UTC", "2090-01-01T10:05:00.000Z")
 
 
 # --- the scheduler function -----------------------------------------------------------------

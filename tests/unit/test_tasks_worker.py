@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
+from kumo.core import clock
 from kumo.core.config import get_settings
 from kumo.core.ids import new_id
 from kumo.tasks import scheduled, service, worker
@@ -63,9 +65,8 @@ def create_task(
     receiver: Receiver, path: str = "/hook", owner_id: str | None = None, **fields: Any
 ) -> tuple[ScheduledTaskModel, str]:
     """A scheduled task calling the receiver; answers it and its signing secret."""
-    request = CreateScheduledTaskRequest(
-        name="worker", schedule=FAR_FUTURE, url=f"{receiver.base}{path}", **fields
-    )
+    fields = {"name": "worker", "schedule": FAR_FUTURE, **fields}
+    request = CreateScheduledTaskRequest(url=f"{receiver.base}{path}", **fields)
     return scheduled.create_task(owner_id=owner_id or new_id(), request=request)
 
 
@@ -351,6 +352,26 @@ def test_webhook_worker_runs_same_slot_for_different_triggers_separately(receive
     # Then both are delivered
     assert failed == []
     assert len(receiver.calls_to("/hook")) == 2
+
+
+def test_webhook_worker_runs_manual_run_made_on_a_scheduled_minute(receiver, monkeypatch):
+    # Given a run-now requested at exactly 10:05:00.000, the minute the schedule also fires
+    owner = new_id()
+    task, _ = create_task(receiver, owner_id=owner, schedule="*/5 * * * *")
+    monkeypatch.setattr(clock, "now", lambda: datetime(2090, 1, 1, 10, 5, tzinfo=UTC).timestamp())
+    scheduled.run_now(owner_id=owner, task_id=task.task_id)
+    manual = receive_record()
+    scheduled_slot = queued_record(task.task_id, slot=SLOT, trigger="schedule")
+
+    # When the worker handles both
+    failed = handle(manual) + handle(scheduled_slot)
+
+    # Then both runs happen, each under its own delivery id and in its own log entry
+    assert failed == []
+    calls = receiver.calls_to("/hook")
+    assert len(calls) == 2
+    assert len({call.header("Kumo-Delivery") for call in calls}) == 2
+    assert sorted(run.trigger for run in runs(task.task_id)) == ["manual", "schedule"]
 
 
 def test_webhook_worker_allows_redelivery_of_crashed_message(receiver):
@@ -648,9 +669,10 @@ def test_backoff_seconds_stays_within_half_and_full_step(receive_count):
     assert max(drawn) <= step <= worker.MAX_BACKOFF_SECONDS
 
 
-@pytest.mark.parametrize("receive_count", range(1, 10))
+# With the tests' 2 s base, steps double up to 512 s at receive 9; receive 10 is capped at 900.
+@pytest.mark.parametrize("receive_count", range(1, 9))
 def test_backoff_seconds_never_shrinks_from_one_receive_to_the_next(receive_count):
-    # Given the backoffs drawn for one receive count and the next
+    # Given the backoffs drawn for one receive count and the next, both below the cap
     now = {worker.backoff_seconds(receive_count) for _ in range(100)}
     later = {worker.backoff_seconds(receive_count + 1) for _ in range(100)}
 

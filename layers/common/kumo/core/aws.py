@@ -10,6 +10,7 @@ import boto3
 if TYPE_CHECKING:
     from mypy_boto3_ses import SESClient
     from mypy_boto3_sqs import SQSClient
+    from pynamodb.connection import Connection
 
 
 @cache
@@ -20,3 +21,13 @@ def sqs() -> SQSClient:
 @cache
 def ses() -> SESClient:
     return boto3.client("ses")
+
+
+@cache
+def dynamodb() -> Connection:
+    """PynamoDB's connection for transactions; a new one per call would build a new client."""
+    from pynamodb.connection import Connection
+
+    from kumo.core.config import get_settings
+
+    return Connection(region=get_settings().region)

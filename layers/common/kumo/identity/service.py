@@ -7,12 +7,11 @@ import re
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from kumo.core import clock
+from kumo.core import aws, clock
 from kumo.core.config import get_settings
 from kumo.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from kumo.core.ids import new_id
@@ -58,10 +57,6 @@ class Session:
 # --- accounts ---------------------------------------------------------------------------
 
 
-def _connection() -> Connection:
-    return Connection(region=get_settings().region)
-
-
 def get_user(user_id: str) -> UserModel:
     try:
         return UserModel.get(user_key(user_id), "PROFILE")
@@ -100,7 +95,7 @@ def register(
     )
     claim = EmailClaimModel(pk=email_key(email), user_id=user_id)
     try:
-        with TransactWrite(connection=_connection()) as transaction:
+        with TransactWrite(connection=aws.dynamodb()) as transaction:
             # The claim item makes the address unique; the user item cannot exist yet.
             transaction.save(claim, condition=EmailClaimModel.pk.does_not_exist())
             transaction.save(user, condition=UserModel.pk.does_not_exist())

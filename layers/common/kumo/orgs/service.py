@@ -10,11 +10,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from aws_lambda_powertools import Logger
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from kumo.core import clock
+from kumo.core import aws, clock
 from kumo.core.config import get_settings
 from kumo.core.errors import Conflict, Forbidden, KumoError, NotFound
 from kumo.core.ids import is_id, new_id
@@ -56,10 +55,6 @@ _INVALID_INVITATION = "The invitation is unknown, already used, revoked or expir
 Explain = Callable[[], KumoError | None]
 
 
-def _connection() -> Connection:
-    return Connection(region=get_settings().region)
-
-
 @contextmanager
 def _transaction(explain: Explain) -> Iterator[TransactWrite]:
     """A write transaction whose cancellation becomes the problem its conditions guard.
@@ -68,7 +63,7 @@ def _transaction(explain: Explain) -> Iterator[TransactWrite]:
     the request broke. What explains nothing was a concurrent change: the client retries.
     """
     try:
-        with TransactWrite(connection=_connection()) as transaction:
+        with TransactWrite(connection=aws.dynamodb()) as transaction:
             yield transaction
     except TransactWriteError as error:
         if error.cause_response_code != "TransactionCanceledException":

@@ -23,7 +23,7 @@ from datetime import MAXYEAR, UTC, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["Schedule", "ScheduleError", "parse_schedule"]
+__all__ = ["Schedule", "ScheduleError", "TimeZoneError", "parse_schedule"]
 
 _MAX_EXPRESSION_LENGTH = 256
 _MAX_ZONE_LENGTH = 64
@@ -65,6 +65,10 @@ _SATURDAY = 5  # datetime.weekday()
 
 class ScheduleError(ValueError):
     """The expression or time zone is invalid; str(error) is a clear message shown to API users."""
+
+
+class TimeZoneError(ScheduleError):
+    """The time zone, not the expression, is what is invalid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,9 +363,9 @@ def _runs_at_all(schedule: Schedule, first_year: int) -> bool:
 
 def _load_zone(name: str) -> ZoneInfo:
     if not name:
-        raise ScheduleError("time zone is empty; use an IANA name such as 'UTC' or 'Europe/Berlin'")
+        raise TimeZoneError("time zone is empty; use an IANA name such as 'UTC' or 'Europe/Berlin'")
     if len(name) > _MAX_ZONE_LENGTH or not _ZONE_NAME.fullmatch(name):
-        raise ScheduleError(
+        raise TimeZoneError(
             f"time zone {name[:_MAX_ZONE_LENGTH]!r} is not a valid IANA name; "
             "use one such as 'UTC' or 'Europe/Berlin'"
         )
@@ -369,7 +373,7 @@ def _load_zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         # OSError: a region folder such as 'America' rather than a zone inside it.
-        raise ScheduleError(
+        raise TimeZoneError(
             f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
         ) from None
 

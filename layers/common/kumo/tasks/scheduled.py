@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -41,7 +40,7 @@ from kumo.tasks.models import (
     scheduled_key,
     url_claim_key,
 )
-from kumo.tasks.schedule import Schedule, ScheduleError, parse_schedule
+from kumo.tasks.schedule import Schedule, ScheduleError, TimeZoneError, parse_schedule
 from kumo.tasks.schemas import (
     CreateScheduledTaskRequest,
     RunOut,
@@ -66,7 +65,8 @@ def _checked_schedule(expression: str, timezone: str) -> Schedule:
     try:
         schedule = parse_schedule(expression, timezone)
     except ScheduleError as error:
-        raise _invalid("schedule", str(error)) from error
+        field = "timezone" if isinstance(error, TimeZoneError) else "schedule"
+        raise _invalid(field, str(error)) from error
     minimum = get_settings().schedule_min_interval_seconds
     if schedule.min_gap_seconds() < minimum:
         raise _invalid("schedule", f"Runs must be at least {minimum} seconds apart.")
@@ -202,7 +202,7 @@ def run_out(run: RunModel) -> RunOut:
 def _transaction(explain: Callable[[], KumoError | None]) -> Iterator[TransactWrite]:
     """A write transaction whose cancellation becomes the rule it broke (see kumo.orgs)."""
     try:
-        with TransactWrite(connection=Connection(region=get_settings().region)) as transaction:
+        with TransactWrite(connection=aws.dynamodb()) as transaction:
             yield transaction
     except TransactWriteError as error:
         if error.cause_response_code != "TransactionCanceledException":
@@ -327,8 +327,14 @@ def update_task(
 
     if task.status == "paused":
         _set_due(task, None)
-    elif sent & {"schedule", "timezone", "paused"} or task.next_run_at is None:
+    elif sent & {"schedule", "timezone", "paused"}:
         _set_due(task, _first_slot(schedule))
+    elif task.next_run_at is None:
+        # An ended schedule stays ended: editing other fields must not fail on it.
+        try:
+            _set_due(task, schedule.first_slot(_now()))
+        except ScheduleError:
+            _set_due(task, None)
     task.updated_at = clock.utc_iso()
 
     old_digest, new_digest = url_digest(previous_url), url_digest(task.url)
@@ -386,6 +392,9 @@ def run_now(*, owner_id: str, task_id: str) -> str:
     """Queue one run outside the schedule (paused tasks too); returns its slot."""
     get_task(owner_id=owner_id, task_id=task_id)
     slot = clock.utc_iso()
+    if slot.endswith(":00.000Z"):
+        # Schedule slots are whole minutes; a manual slot must never equal one.
+        slot = slot.removesuffix("000Z") + "001Z"
     send_run(task_id=task_id, slot=slot, trigger="manual")
     logger.info("scheduled task run requested", task_id=task_id, slot=slot)
     return slot
