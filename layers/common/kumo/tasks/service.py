@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
@@ -18,8 +19,10 @@ from kumo.core.errors import NotFound, ValidationFailed
 from kumo.core.ids import is_id, new_id
 from kumo.tasks import webhook
 from kumo.tasks.models import EmailTaskModel, WebhookTaskModel, task_key
-from kumo.tasks.schemas import AdminTaskOut
 from kumo.tasks.templates import TemplateError, check_params, render
+
+if TYPE_CHECKING:
+    from kumo.tasks.schemas import AdminTaskOut
 
 logger = Logger(child=True)
 
@@ -134,6 +137,9 @@ def enqueue_webhook(
 
 def task_status(task_id: str) -> AdminTaskOut:
     """Where a queued e-mail or webhook stands (its params and secret are not shown)."""
+    # Imported here: the mailer imports this module and needs no response models.
+    from kumo.tasks.schemas import AdminTaskOut
+
     if not is_id(task_id):
         raise NotFound("No such task.")
     try:
