@@ -1,7 +1,14 @@
-"""Tasks table items.
+"""Tasks table items. Key building for this context lives here and nowhere else.
 
-Access patterns:
-  task by id     TASK#<id> / TASK
+Access patterns (all GetItem or Query):
+  e-mail or one-off webhook task  TASK#<id> / TASK
+  scheduled task                  SCHED#<id> / META
+  a user's scheduled tasks        gsi1: OWNER#<user> / SCHED#<id>       (ids sort by time)
+  due scheduled tasks             gsi2: DUE#<shard> / <next run>#<id>   (active tasks only)
+  one run slot (its claim)        <task pk> / SLOT#<slot>
+  a task's execution log          <task pk> / begins_with RUN#          (newest first)
+  a user's task count             OWNER#<user> / COUNT                  (the plan limit)
+  a user's task for one URL       OWNER#<user> / URL#<sha256 of normalised URL>
 """
 
 from __future__ import annotations
@@ -49,16 +56,6 @@ class EmailTaskModel(Model):
 
 
 # --- webhook tasks: one-off calls and scheduled tasks ---------------------------------------
-#
-# Access patterns (all GetItem or Query):
-#   one-off webhook task          TASK#<id> / TASK
-#   scheduled task                SCHED#<id> / META
-#   a user's scheduled tasks      gsi1: OWNER#<user> / SCHED#<id>       (ids sort by time)
-#   due scheduled tasks           gsi2: DUE#<shard> / <next run>#<id>   (active tasks only)
-#   one run slot (its claim)      <task pk> / SLOT#<slot>
-#   a task's execution log        <task pk> / begins_with RUN#          (newest first)
-#   a user's task count           OWNER#<user> / COUNT                  (the plan limit)
-#   a user's task for one URL     OWNER#<user> / URL#<sha256 of normalised URL>
 
 META = "META"
 COUNT = "COUNT"
