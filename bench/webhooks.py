@@ -48,6 +48,8 @@ def _configure(endpoints: dict[str, Any]) -> None:
         IDENTITY_TABLE=f"kumo-{stage}-identity",
         ORGS_TABLE=f"kumo-{stage}-orgs",
         TASKS_TABLE=f"kumo-{stage}-tasks",
+        DEVICES_TABLE=f"kumo-{stage}-devices",
+        TELEMETRY_TABLE=f"kumo-{stage}-telemetry",
         MAIL_QUEUE_URL=f"{queues}-mail",
         MAIL_DLQ_URL=f"{queues}-mail-dlq",
         WEBHOOK_QUEUE_URL=f"{queues}-webhooks",

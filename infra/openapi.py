@@ -44,6 +44,8 @@ DUMMY_ENVIRONMENT = {
     "IDENTITY_TABLE": "kumo-openapi-identity",
     "ORGS_TABLE": "kumo-openapi-orgs",
     "TASKS_TABLE": "kumo-openapi-tasks",
+    "DEVICES_TABLE": "kumo-openapi-devices",
+    "TELEMETRY_TABLE": "kumo-openapi-telemetry",
     "MAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail",
     "MAIL_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail-dlq",
     "WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-webhooks",

@@ -37,6 +37,8 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         IDENTITY_TABLE=f"kumo-{STAGE}-identity",
         ORGS_TABLE=f"kumo-{STAGE}-orgs",
         TASKS_TABLE=f"kumo-{STAGE}-tasks",
+        DEVICES_TABLE=f"kumo-{STAGE}-devices",
+        TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
         MAIL_QUEUE_URL=queue_url,
         MAIL_DLQ_URL=f"{queue_url}-dlq",
         WEBHOOK_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks",

@@ -148,6 +148,12 @@ def stop_engine(stack: Stack, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
+            # When this process started the engine, it must reap it: a zombie still "exists".
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+        except ChildProcessError:
+            pass  # started by another process (make up, then make down): just poll
+        try:
             os.kill(pid, 0)
         except ProcessLookupError:
             break
@@ -282,7 +288,7 @@ def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
 
     # 1. TimeToLiveSpecification of every table.
     dynamodb = _client(stack, "dynamodb")
-    for name in ("identity", "orgs", "tasks"):
+    for name in ("identity", "orgs", "tasks", "devices", "telemetry"):
         table = f"kumo-{STAGE}-{name}"
         described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         if described.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):

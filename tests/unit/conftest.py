@@ -31,6 +31,8 @@ os.environ.update(
     IDENTITY_TABLE=f"kumo-{STAGE}-identity",
     ORGS_TABLE=f"kumo-{STAGE}-orgs",
     TASKS_TABLE=f"kumo-{STAGE}-tasks",
+    DEVICES_TABLE=f"kumo-{STAGE}-devices",
+    TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
     MAIL_QUEUE_URL=QUEUE_URL,
     MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",
     WEBHOOK_QUEUE_URL=WEBHOOK_QUEUE_URL,

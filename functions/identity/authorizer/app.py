@@ -19,8 +19,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # The exact message API Gateway maps to a 401 (any other error is a 500).
         raise Exception("Unauthorized") from error
     logger.info("request authorized", subject_id=principal.subject_id, kind=principal.kind)
-    # One policy for the whole API so a cached answer serves every route of the caller.
+    # One policy for the whole API (or, for a device, its own routes) so a cached answer
+    # serves every route the caller may use.
     api_arn = event["methodArn"].split("/", 2)
+    routes = "*/api/v1/device/*" if principal.kind == "device" else "*"
     return {
         "principalId": principal.subject_id,
         "policyDocument": {
@@ -29,7 +31,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 {
                     "Action": "execute-api:Invoke",
                     "Effect": "Allow",
-                    "Resource": f"{api_arn[0]}/{api_arn[1]}/*",
+                    "Resource": f"{api_arn[0]}/{api_arn[1]}/{routes}",
                 }
             ],
         },

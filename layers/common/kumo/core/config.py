@@ -25,6 +25,8 @@ class Settings:
     identity_table: str
     orgs_table: str
     tasks_table: str
+    devices_table: str
+    telemetry_table: str
     mail_queue_url: str
     mail_dead_letter_url: str
     webhook_queue_url: str
@@ -42,6 +44,7 @@ class Settings:
     webhook_allow_loopback: bool
     scheduled_tasks_per_user: int
     schedule_min_interval_seconds: int
+    devices_per_org: int
 
 
 @cache
@@ -53,6 +56,8 @@ def get_settings() -> Settings:
         identity_table=_require("IDENTITY_TABLE", missing),
         orgs_table=_require("ORGS_TABLE", missing),
         tasks_table=_require("TASKS_TABLE", missing),
+        devices_table=_require("DEVICES_TABLE", missing),
+        telemetry_table=_require("TELEMETRY_TABLE", missing),
         mail_queue_url=_require("MAIL_QUEUE_URL", missing),
         mail_dead_letter_url=_require("MAIL_DLQ_URL", missing),
         webhook_queue_url=_require("WEBHOOK_QUEUE_URL", missing),
@@ -71,6 +76,7 @@ def get_settings() -> Settings:
         webhook_allow_loopback=os.environ.get("WEBHOOK_ALLOW_LOOPBACK", "false") == "true",
         scheduled_tasks_per_user=int(os.environ.get("SCHEDULED_TASKS_PER_USER", "50")),
         schedule_min_interval_seconds=int(os.environ.get("SCHEDULE_MIN_INTERVAL_SECONDS", "60")),
+        devices_per_org=int(os.environ.get("DEVICES_PER_ORG", "100")),
     )
     if missing:
         raise ConfigurationError(f"missing environment variables: {', '.join(sorted(missing))}")

@@ -25,6 +25,12 @@ class Principal:
             raise Forbidden("This route is for users, not devices.")
         return self.subject_id
 
+    @property
+    def device_id(self) -> str:
+        if self.kind != "device":
+            raise Forbidden("This route is for devices, with their API key.")
+        return self.subject_id
+
     def has_role(self, role: str) -> bool:
         return role in self.roles
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from http.cookies import CookieError, SimpleCookie
 
+from kumo.core.config import get_settings
 from kumo.core.errors import Unauthorized
 from kumo.core.principal import Principal
+from kumo.devices import keys
 from kumo.identity import tokens
 
 ACCESS_COOKIE = "kumo_access"
@@ -35,9 +37,8 @@ def read_cookie(headers: Mapping[str, str], name: str) -> str:
 
 
 def authenticate(headers: Mapping[str, str]) -> Principal:
-    """A bearer JWT or the session cookie becomes a principal; anything else is refused.
-
-    Device API keys will join here as another credential kind."""
+    """A bearer JWT, the session cookie or a device API key (as the bearer token) becomes a
+    principal; anything else is refused."""
     authorization = _header(headers, "authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
@@ -47,6 +48,8 @@ def authenticate(headers: Mapping[str, str]) -> Principal:
         token = read_cookie(headers, ACCESS_COOKIE)
     if not token:
         raise Unauthorized("Missing credentials.")
+    if keys.looks_like_key(token.strip()):
+        return keys.authenticate_device(token.strip(), table=get_settings().devices_table)
     claims = tokens.decode_access_token(token.strip())
     return Principal(
         kind="user",

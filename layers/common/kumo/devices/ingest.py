@@ -1,0 +1,122 @@
+"""Telemetry ingestion: the SQS batch the IoT topic rule fills, and the device HTTP route.
+
+Both paths end in kumo.devices.telemetry.store_batches. Bad readings are rejected and
+logged one by one; the good readings beside them are kept. The topic names the org and the
+device, and is checked against the registry: a message for a device that does not exist,
+or that names another org than the device's own, is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pynamodb.exceptions import DoesNotExist
+
+from kumo.core import clock
+from kumo.core.errors import ValidationFailed
+from kumo.devices import service, telemetry
+from kumo.devices.models import META, DeviceModel, device_key
+from kumo.devices.schemas import ReadingsAccepted
+
+logger = Logger(child=True)
+
+
+@dataclass
+class IngestReport:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    dropped_messages: int = 0
+    write_units: float = 0.0
+    failed_message_ids: list[str] = field(default_factory=list)
+
+
+def _now_ms() -> int:
+    return int(clock.now() * 1000)
+
+
+def _rejections(rejections: list[telemetry.Rejection]) -> list[dict[str, Any]]:
+    return [{"index": r.index, "reason": r.reason} for r in rejections]
+
+
+def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> ReadingsAccepted:
+    """POST /api/v1/device/readings: the same validation and storage as MQTT."""
+    if size > telemetry.MAX_PAYLOAD_BYTES:
+        message = f"The payload must be at most {telemetry.MAX_PAYLOAD_BYTES // 1024} KiB."
+        raise ValidationFailed(message, errors=[{"field": "body", "message": message}])
+    readings, rejections = telemetry.parse_payload(payload, now_ms=_now_ms())
+    if rejections:
+        logger.info("readings rejected", device_id=device_id, rejected=_rejections(rejections))
+    if not readings:
+        raise ValidationFailed("No valid reading in the payload.", errors=_field_errors(rejections))
+    report = telemetry.store_batches([telemetry.Batch(org_id, device_id, tuple(readings))])
+    service.mark_seen({device_id})
+    return ReadingsAccepted(
+        accepted=report.stored, duplicates=report.duplicates, rejected=_rejections(rejections)
+    )
+
+
+def _field_errors(rejections: list[telemetry.Rejection]) -> list[dict[str, str]]:
+    return [{"field": f"readings.{r.index}", "message": r.reason} for r in rejections] or [
+        {"field": "body", "message": 'expected a reading or {"readings": [...]}'}
+    ]
+
+
+def _device_org(device_id: str, cache: dict[str, str | None]) -> str | None:
+    if device_id not in cache:
+        try:
+            device = DeviceModel.get(device_key(device_id), META)
+            cache[device_id] = device.org_id if device.enabled else None
+        except DoesNotExist:
+            cache[device_id] = None
+    return cache[device_id]
+
+
+def ingest_records(records: list[dict[str, Any]]) -> IngestReport:
+    """One SQS batch from the telemetry rule. A storage error fails the whole batch (SQS
+    redelivers it and duplicates are no-ops); a bad message is dropped and logged."""
+    report = IngestReport()
+    batches: list[telemetry.Batch] = []
+    orgs: dict[str, str | None] = {}
+    now_ms = _now_ms()
+    for record in records:
+        try:
+            message = json.loads(record["body"])
+            org_id, device_id = str(message["org_id"]), str(message["device_id"])
+        except (KeyError, TypeError, ValueError):
+            report.dropped_messages += 1
+            logger.warning(
+                "telemetry message dropped: unreadable", message_id=record.get("messageId")
+            )
+            continue
+        if _device_org(device_id, orgs) != org_id:
+            report.dropped_messages += 1
+            logger.warning("telemetry for an unknown device dropped", device_id=device_id)
+            continue
+        # Judged by when the message reached IoT Core, not by how long it then queued.
+        received = message.get("received_at")
+        arrived_ms = received if isinstance(received, int) else now_ms
+        readings, rejections = telemetry.parse_payload(message, now_ms=arrived_ms)
+        if rejections:
+            report.rejected += len(rejections)
+            logger.info("readings rejected", device_id=device_id, rejected=_rejections(rejections))
+        if readings:
+            batches.append(telemetry.Batch(org_id, device_id, tuple(readings)))
+    if batches:
+        stored = telemetry.store_batches(batches)
+        report.accepted, report.duplicates = stored.stored, stored.duplicates
+        report.write_units = stored.write_units
+        service.mark_seen({b.device_id for b in batches})
+    logger.info(
+        "telemetry batch ingested",
+        messages=len(records),
+        accepted=report.accepted,
+        duplicates=report.duplicates,
+        rejected=report.rejected,
+        dropped=report.dropped_messages,
+        write_units=report.write_units,
+    )
+    return report

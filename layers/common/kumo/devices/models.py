@@ -1,0 +1,83 @@
+"""Devices table items. Key building for this context lives here (and, for the authorizer's
+one GetItem, in kumo.devices.keys).
+
+Access patterns (all GetItem or Query):
+  device by id               DEVICE#<id> / META
+  an org's devices           gsi1: ORG#<org id> / DEVICE#<id>     (filter by status)
+  an org's device count      ORG#<org id> / DEVICECOUNT           (the plan limit)
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from kumo.core.config import get_settings
+
+META = "META"
+DEVICE_COUNT = "DEVICECOUNT"
+
+
+def device_key(device_id: str) -> str:
+    return f"DEVICE#{device_id}"
+
+
+def org_key(org_id: str) -> str:
+    return f"ORG#{org_id}"
+
+
+class _DevicesMeta:
+    table_name = get_settings().devices_table
+    region = get_settings().region
+
+
+class OrgDevicesIndex(GlobalSecondaryIndex["DeviceModel"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class DeviceModel(Model):
+    class Meta(_DevicesMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    device_id = UnicodeAttribute()
+    org_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    device_type = UnicodeAttribute()
+    metadata_json = UnicodeAttribute(default="{}")
+    enabled = BooleanAttribute(default=True)
+    # Connectivity, set by traffic and by the offline job: never_seen | online | offline.
+    status = UnicodeAttribute(default="never_seen")
+    key_hash = UnicodeAttribute()
+    key_hint = UnicodeAttribute()
+    thing_name = UnicodeAttribute(null=True)
+    certificate_id = UnicodeAttribute(null=True)
+    desired_config_json = UnicodeAttribute(default="{}")
+    config_version = NumberAttribute(default=0)
+    reported_config_json = UnicodeAttribute(null=True)
+    reported_version = NumberAttribute(null=True)
+    last_seen_at = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+
+    by_org = OrgDevicesIndex()
+
+
+class DeviceCountModel(Model):
+    class Meta(_DevicesMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=DEVICE_COUNT)
+    # Changed in the register and delete transactions: the plan limit is a condition.
+    device_count = NumberAttribute(default=0)

@@ -1,0 +1,103 @@
+"""Request and response bodies of /api/v1/devices and the device-facing /api/v1/device."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from kumo.core.schemas import DisplayName, StrictModel
+
+DeviceType = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+]
+Connectivity = Literal["never_seen", "online", "offline"]
+Resolution = Literal["raw", "1m", "1h", "1d"]
+
+
+class RegisterDeviceRequest(StrictModel):
+    org_id: Annotated[str, StringConstraints(min_length=26, max_length=26)]
+    name: DisplayName
+    type: DeviceType = "sensor"
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    certificate: bool = Field(
+        default=False, description="Also create an IoT thing and certificate for MQTT."
+    )
+
+
+class UpdateDeviceRequest(StrictModel):
+    name: DisplayName | None = None
+    type: DeviceType | None = None
+    metadata: dict[str, str | int | float | bool] | None = None
+    enabled: bool | None = None
+
+
+class DesiredConfigRequest(StrictModel):
+    config: dict[str, Any]
+
+
+class ReportedConfigRequest(StrictModel):
+    version: int = Field(ge=0)
+    config: dict[str, Any]
+
+
+class DeviceOut(BaseModel):
+    id: str
+    org_id: str
+    name: str
+    type: str
+    metadata: dict[str, Any]
+    enabled: bool
+    status: Connectivity
+    key_hint: str
+    thing_name: str | None
+    last_seen_at: str | None
+    config_version: int
+    reported_version: int | None
+    created_at: str
+    updated_at: str
+
+
+class CertificateOut(BaseModel):
+    thing_name: str
+    certificate_id: str
+    certificate_pem: str
+    private_key: str = Field(description="Shown once; Kumo does not keep it.")
+
+
+class DeviceCreated(DeviceOut):
+    api_key: str = Field(description="Shown once; only its hash is stored.")
+    certificate: CertificateOut | None = None
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    api_key: str
+
+
+class DeviceConfigOut(BaseModel):
+    version: int
+    config: dict[str, Any]
+    reported_version: int | None = None
+    reported: dict[str, Any] | None = None
+
+
+class ReadingsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+
+
+class PointOut(BaseModel):
+    ts: str
+    value: float | None = None
+    count: int | None = None
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+    avg: float | None = None
+
+
+class LatestOut(BaseModel):
+    device_id: str
+    metrics: dict[str, dict[str, Any]]

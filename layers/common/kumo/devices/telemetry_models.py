@@ -1,0 +1,119 @@
+"""Telemetry table items. Key building for telemetry lives here and nowhere else.
+
+Access patterns (all GetItem, BatchGetItem or Query; never a Scan):
+  a device's raw readings by time   RAW#<device> / <first reading ISO>#<digest>   (packed items)
+  a device's rollups of one metric  ROLL#<device>#<metric>#<1m|1h|1d> / <bucket start ISO>
+  a device's latest values          LATEST#<device> / LATEST
+
+Times in sort keys are UTC ISO-8601 with milliseconds and a Z (`2024-05-01T12:00:00.000Z`):
+fixed width, so text order is time order.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+from kumo.core.config import get_settings
+
+type Resolution = Literal["1m", "1h", "1d"]
+
+RESOLUTIONS: Final[tuple[Resolution, ...]] = ("1m", "1h", "1d")
+BUCKET_MS: Final[dict[Resolution, int]] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+DAY_SECONDS: Final = 86_400
+# How long each rollup outlives its bucket start: minutes serve dashboards, hours a year of
+# history with a month to spare, days the long view (five years, with their leap days).
+ROLLUP_RETENTION_SECONDS: Final[dict[Resolution, int]] = {
+    "1m": 30 * DAY_SECONDS,
+    "1h": 400 * DAY_SECONDS,
+    "1d": (5 * 365 + 2) * DAY_SECONDS,
+}
+LATEST_SK: Final = "LATEST"
+# Attributes of the latest-values item: `t` is the newest reading time stored, and each metric
+# has `v_<metric>` (its value) and `t_<metric>` (that value's time, epoch ms).
+LATEST_NEWEST: Final = "t"
+LATEST_VALUE_PREFIX: Final = "v_"
+LATEST_TIME_PREFIX: Final = "t_"
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def table_name() -> str:
+    return get_settings().telemetry_table
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """Exact to the millisecond: float seconds (clock.utc_iso) can round .123 down to .122."""
+    moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def raw_key(device_id: str) -> str:
+    return f"RAW#{device_id}"
+
+
+def raw_sort_key(first_ms: int, digest: str) -> str:
+    return f"{iso_ms(first_ms)}#{digest}"
+
+
+def raw_sort_bound(epoch_ms: int, *, upper: bool) -> str:
+    """A bound for BETWEEN on raw sort keys: '~' sorts after '#<digest>', so `upper` takes
+    in every item whose first reading is at exactly that millisecond."""
+    return iso_ms(epoch_ms) + ("~" if upper else "")
+
+
+def rollup_key(device_id: str, metric: str, resolution: Resolution) -> str:
+    return f"ROLL#{device_id}#{metric}#{resolution}"
+
+
+def bucket_start(epoch_ms: int, resolution: Resolution) -> int:
+    return epoch_ms - epoch_ms % BUCKET_MS[resolution]
+
+
+def bucket_sort_key(bucket_ms: int) -> str:
+    return iso_ms(bucket_ms)
+
+
+def latest_key(device_id: str) -> str:
+    return f"LATEST#{device_id}"
+
+
+class _TelemetryMeta:
+    table_name = get_settings().telemetry_table
+    region = get_settings().region
+
+
+class RawReadingsModel(Model):
+    """The readings of one message (or of one part of a large one), packed into one item:
+    one write per message instead of one per reading."""
+
+    class Meta(_TelemetryMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    # Compact JSON, sorted by time: [[ts_ms, {"temperature": 21.5, ...}], ...].
+    r = UnicodeAttribute()
+    n = NumberAttribute()
+    last_ms = NumberAttribute()
+    org_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class RollupModel(Model):
+    """Count, sum, min and max of one metric of one device over one bucket."""
+
+    class Meta(_TelemetryMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    # Count and sum change only in the transaction that stores the raw items they count.
+    n = NumberAttribute()
+    s = NumberAttribute()
+    mn = NumberAttribute(null=True)
+    mx = NumberAttribute(null=True)
+    expires_at = NumberAttribute()
