@@ -39,6 +39,7 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         TASKS_TABLE=f"kumo-{STAGE}-tasks",
         DEVICES_TABLE=f"kumo-{STAGE}-devices",
         TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
+        EVENT_BUS_NAME=f"kumo-{STAGE}",
         MAIL_QUEUE_URL=queue_url,
         MAIL_DLQ_URL=f"{queue_url}-dlq",
         WEBHOOK_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -170,3 +171,56 @@ def test_message_for_an_unknown_device_is_dropped(
     _publish(mqtt_client, fleet["org_id"], device["id"], {"metrics": {"spoof_marker": 1}})
     _wait_points(api, fleet["token"], device["id"], "spoof_marker", 1)
     assert _points(api, fleet["token"], device["id"], "spoof").json()["items"] == []
+
+
+def test_first_message_puts_device_status_changed_on_the_bus(
+    api: Api, fleet: dict[str, Any], endpoints: dict[str, Any]
+) -> None:
+    # Given a rule of the test's own on Kumo's bus, delivering into a queue
+    aws = {
+        "endpoint_url": endpoints["gateway"],
+        "region_name": endpoints["region"],
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
+    sqs, events = boto3.client("sqs", **aws), boto3.client("events", **aws)
+    name = f"it-status-{uuid.uuid4().hex[:8]}"
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    bus = f"kumo-{endpoints['stage']}"
+    pattern = {"source": ["kumo.devices"], "detail-type": ["device.status_changed"]}
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(
+        Rule=name,
+        EventBusName=bus,
+        Targets=[{"Id": "q", "Arn": queue_arn["Attributes"]["QueueArn"]}],
+    )
+    try:
+        # When a new device sends its first reading
+        device = api.post(
+            "/api/v1/devices",
+            token=fleet["token"],
+            json={"org_id": fleet["org_id"], "name": "newcomer"},
+        ).json()
+        sent = api.post(
+            "/api/v1/device/readings", token=device["api_key"], json={"metrics": {"t": 1}}
+        )
+        assert sent.status_code == 202, sent.text
+
+        # Then the bus carries its status change to online
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        found: list[dict[str, Any]] = []
+        while not found:
+            assert time.monotonic() < deadline, "no device.status_changed event"
+            for message in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get(
+                "Messages", []
+            ):
+                event = json.loads(message["Body"])
+                if event["detail"]["device_id"] == device["id"]:
+                    found.append(event)
+        assert found[0]["detail"]["status"] == "online"
+        assert found[0]["detail"]["org_id"] == fleet["org_id"]
+    finally:
+        events.remove_targets(Rule=name, EventBusName=bus, Ids=["q"])
+        events.delete_rule(Name=name, EventBusName=bus)
+        sqs.delete_queue(QueueUrl=queue_url)

@@ -33,6 +33,7 @@ os.environ.update(
     TASKS_TABLE=f"kumo-{STAGE}-tasks",
     DEVICES_TABLE=f"kumo-{STAGE}-devices",
     TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
+    EVENT_BUS_NAME=f"kumo-{STAGE}",
     MAIL_QUEUE_URL=QUEUE_URL,
     MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",
     WEBHOOK_QUEUE_URL=WEBHOOK_QUEUE_URL,
@@ -62,6 +63,7 @@ def aws() -> Iterator[None]:
         sqs = boto3.client("sqs")
         for queue in ("mail", "mail-dlq", "webhooks", "webhooks-dlq"):
             sqs.create_queue(QueueName=f"kumo-test-{queue}")
+        boto3.client("events").create_event_bus(Name=f"kumo-{STAGE}")
         boto3.client("ses").verify_email_identity(EmailAddress="no-reply@kumo.test")
         yield
 

@@ -45,6 +45,9 @@ class Settings:
     scheduled_tasks_per_user: int
     schedule_min_interval_seconds: int
     devices_per_org: int
+    event_bus_name: str
+    # Silence after which the offline job marks a device offline.
+    device_offline_seconds: int
 
 
 @cache
@@ -77,6 +80,8 @@ def get_settings() -> Settings:
         scheduled_tasks_per_user=int(os.environ.get("SCHEDULED_TASKS_PER_USER", "50")),
         schedule_min_interval_seconds=int(os.environ.get("SCHEDULE_MIN_INTERVAL_SECONDS", "60")),
         devices_per_org=int(os.environ.get("DEVICES_PER_ORG", "100")),
+        event_bus_name=_require("EVENT_BUS_NAME", missing),
+        device_offline_seconds=int(os.environ.get("DEVICE_OFFLINE_SECONDS", "300")),
     )
     if missing:
         raise ConfigurationError(f"missing environment variables: {', '.join(sorted(missing))}")

@@ -17,7 +17,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from kumo.core import clock
 from kumo.core.errors import ValidationFailed
-from kumo.devices import service, telemetry
+from kumo.devices import status, telemetry
 from kumo.devices.models import META, DeviceModel, device_key
 from kumo.devices.schemas import ReadingsAccepted
 
@@ -53,7 +53,7 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
     if not readings:
         raise ValidationFailed("No valid reading in the payload.", errors=_field_errors(rejections))
     report = telemetry.store_batches([telemetry.Batch(org_id, device_id, tuple(readings))])
-    service.mark_seen({device_id})
+    status.mark_seen({device_id})
     return ReadingsAccepted(
         accepted=report.stored, duplicates=report.duplicates, rejected=_rejections(rejections)
     )
@@ -109,7 +109,7 @@ def ingest_records(records: list[dict[str, Any]]) -> IngestReport:
         stored = telemetry.store_batches(batches)
         report.accepted, report.duplicates = stored.stored, stored.duplicates
         report.write_units = stored.write_units
-        service.mark_seen({b.device_id for b in batches})
+        status.mark_seen({b.device_id for b in batches})
     logger.info(
         "telemetry batch ingested",
         messages=len(records),

@@ -5,12 +5,15 @@ Access patterns (all GetItem or Query):
   device by id               DEVICE#<id> / META
   an org's devices           gsi1: ORG#<org id> / DEVICE#<id>     (filter by status)
   an org's device count      ORG#<org id> / DEVICECOUNT           (the plan limit)
+  online devices by silence  gsi2: ONLINE#<shard> / <last seen>#<id>  (online devices only)
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from kumo.core.config import get_settings
@@ -27,6 +30,23 @@ def org_key(org_id: str) -> str:
     return f"ORG#{org_id}"
 
 
+# The offline job reads online devices oldest-seen first; a few shards keep the index key
+# that every message of every device rewrites off a single partition.
+ONLINE_SHARDS = 4
+
+
+def online_partition(shard: int) -> str:
+    return f"ONLINE#{shard}"
+
+
+def online_shard(device_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(device_id.encode()).digest()[:2], "big") % ONLINE_SHARDS
+
+
+def online_sort_key(last_seen_at: str, device_id: str) -> str:
+    return f"{last_seen_at}#{device_id}"
+
+
 class _DevicesMeta:
     table_name = get_settings().devices_table
     region = get_settings().region
@@ -39,6 +59,15 @@ class OrgDevicesIndex(GlobalSecondaryIndex["DeviceModel"]):
 
     gsi1pk = UnicodeAttribute(hash_key=True)
     gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class OnlineDevicesIndex(GlobalSecondaryIndex["DeviceModel"]):
+    class Meta:
+        index_name = "gsi2"
+        projection = KeysOnlyProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
 
 
 class DeviceModel(Model):
@@ -69,8 +98,11 @@ class DeviceModel(Model):
     updated_at = UnicodeAttribute()
     gsi1pk = UnicodeAttribute()
     gsi1sk = UnicodeAttribute()
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
 
     by_org = OrgDevicesIndex()
+    online = OnlineDevicesIndex()
 
 
 class DeviceCountModel(Model):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from kumo.core import aws, clock
@@ -272,19 +272,3 @@ def report_config(*, device_id: str, version: int, config: dict[str, Any]) -> De
         condition=DeviceModel.pk.exists(),
     )
     return device
-
-
-def mark_seen(device_ids: set[str]) -> None:
-    """Last seen on every message: one small write per device per batch, not per reading."""
-    now = clock.utc_iso()
-    for device_id in device_ids:
-        try:
-            DeviceModel(device_key(device_id), META).update(
-                actions=[DeviceModel.last_seen_at.set(now), DeviceModel.status.set("online")],
-                condition=DeviceModel.pk.exists(),
-            )
-        except UpdateError as error:
-            if error.cause_response_code != "ConditionalCheckFailedException":
-                raise
-            # A deleted device's late message must not fail the batch.
-            logger.info("last seen not recorded: no such device", device_id=device_id)
