@@ -13,7 +13,7 @@ SAM := $(SAM_VENV)/bin/sam
 PIP_QUIET := --quiet --disable-pip-version-check
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help up down status test test-unit test-integration lint format openapi bench deploy tools clean
+.PHONY: help up down status simulate test test-unit test-integration lint format openapi bench deploy tools clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ down: $(VENV)/.installed ## stop the local stack (its data stays in .local/state
 status: $(VENV)/.installed ## is the local stack running?
 	@$(PY) -m infra.local.stack status
 
+simulate: $(VENV)/.installed ## two simulated demo devices publishing over MQTT until Ctrl-C
+	@$(PY) -m infra.local.simulator --demo --devices 2
+
 test: tools ## unit tests, then integration tests on a throw-away local stack
 	@$(PY) -m pytest tests/unit -q
 	@$(PY) -m pytest tests/integration -q
@@ -72,10 +75,11 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 openapi: $(VENV)/.installed ## regenerate docs/openapi.json and the copy the API serves
 	@$(PY) -m infra.openapi --write
 
-bench: tools ## print the figures: import times, API latency, scheduler tick, webhook throughput
+bench: tools ## print the figures: import times, API latency, scheduler tick, webhook and telemetry throughput, cost
 	@$(PY) bench/cold_start.py
 	@$(PY) bench/api_latency.py
 	@$(PY) bench/webhooks.py
+	@$(PY) bench/telemetry.py
 
 deploy: $(SAM_VENV)/.installed ## deploy to AWS with your credentials (samconfig [default])
 	@$(SAM) build

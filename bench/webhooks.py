@@ -50,6 +50,7 @@ def _configure(endpoints: dict[str, Any]) -> None:
         TASKS_TABLE=f"kumo-{stage}-tasks",
         DEVICES_TABLE=f"kumo-{stage}-devices",
         TELEMETRY_TABLE=f"kumo-{stage}-telemetry",
+        ALERTS_TABLE=f"kumo-{stage}-alerts",
         EVENT_BUS_NAME=f"kumo-{stage}",
         MAIL_QUEUE_URL=f"{queues}-mail",
         MAIL_DLQ_URL=f"{queues}-mail-dlq",

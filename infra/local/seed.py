@@ -1,4 +1,4 @@
-"""Seed the local stack with a demo organization, an admin and a user (idempotent).
+"""Seed the local stack with a demo organization, an admin, a user and two devices (idempotent).
 
 Runs in its own interpreter with the stack's settings in the environment, and calls the
 services directly: the first admin cannot be made through the API.
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 ADMIN_EMAIL = "admin@kumo.local"
 USER_EMAIL = "learner@kumo.local"
 ORG_NAME = "Demo Lab"
+# Names and types of the demo org's devices; infra.local.simulator plays them.
+DEMO_DEVICES = (("Greenhouse sensor", "climate-sensor"), ("Freezer probe", "temperature-probe"))
 
 
 def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
@@ -39,6 +41,7 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         TASKS_TABLE=f"kumo-{STAGE}-tasks",
         DEVICES_TABLE=f"kumo-{STAGE}-devices",
         TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
+        ALERTS_TABLE=f"kumo-{STAGE}-alerts",
         EVENT_BUS_NAME=f"kumo-{STAGE}",
         MAIL_QUEUE_URL=queue_url,
         MAIL_DLQ_URL=f"{queue_url}-dlq",
@@ -48,6 +51,7 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         JWT_SECRET=jwt_secret,
         APP_URL=stack.gateway,
         KUMO_SEED_CREDENTIALS=str(credentials),
+        KUMO_SEED_DEVICES=str(stack.state_dir / "demo-devices.json"),
         PYTHONPATH=os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
         POWERTOOLS_LOG_LEVEL="WARNING",
     )
@@ -76,6 +80,47 @@ def _ensure_user(email: str, password: str, display_name: str, role: str) -> Any
     return user
 
 
+def _ensure_demo_devices(org_id: str, owner_id: str, keys_file: Path) -> list[dict[str, str]]:
+    """Register the demo devices once, reused by name; their keys go to a file only the
+    owner reads. Only a key's hash is stored, so a device whose key the file lacks (or holds
+    an outdated one of) gets a new key."""
+    from kumo.devices import keys
+    from kumo.devices import service as devices
+    from kumo.devices.models import DeviceModel
+    from kumo.devices.schemas import RegisterDeviceRequest
+
+    known: dict[str, str] = {}
+    if keys_file.exists():
+        saved = json.loads(keys_file.read_text()).get("devices", [])
+        known = {entry["id"]: entry["api_key"] for entry in saved}
+    existing: dict[str, DeviceModel] = {}
+    cursor = None
+    while True:
+        page, cursor = devices.list_devices(
+            user_id=owner_id, org_id=org_id, status=None, limit=100, cursor=cursor
+        )
+        for device in page:
+            existing.setdefault(device.name, device)
+        if cursor is None:
+            break
+    fleet = []
+    for name, device_type in DEMO_DEVICES:
+        found = existing.get(name)
+        if found is None:
+            request = RegisterDeviceRequest(org_id=org_id, name=name, type=device_type)
+            device, api_key, _ = devices.register_device(user_id=owner_id, request=request)
+        else:
+            device, api_key = found, known.get(found.device_id, "")
+            if keys.hash_key(api_key) != device.key_hash:
+                api_key = devices.rotate_key(user_id=owner_id, device_id=device.device_id)
+        fleet.append({"id": device.device_id, "name": name, "api_key": api_key})
+    descriptor = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as stream:
+        json.dump({"org_id": org_id, "devices": fleet}, stream, indent=2)
+    keys_file.chmod(0o600)  # also when an older file had looser rights
+    return [{"id": entry["id"], "name": entry["name"]} for entry in fleet]
+
+
 def main() -> None:
     from kumo.orgs import service as orgs
 
@@ -87,6 +132,9 @@ def main() -> None:
         owner_id=admin.user_id,
         owner_email=admin.email,
         members=[(user.user_id, user.email, "member")],
+    )
+    demo_devices = _ensure_demo_devices(
+        org.org_id, admin.user_id, Path(os.environ["KUMO_SEED_DEVICES"])
     )
     print(
         json.dumps(
@@ -107,6 +155,7 @@ def main() -> None:
                         "user_id": user.user_id,
                     },
                 ],
+                "devices": demo_devices,
             }
         )
     )

@@ -1,6 +1,6 @@
 """The local stack: start MiniStack on loopback, build and deploy template.yaml, seed, report.
 
-    python -m infra.local.stack up [--port 4566] [--state-dir .local/state]
+    python -m infra.local.stack up [--port 4566] [--state-dir .local/state] [--no-simulator]
     python -m infra.local.stack down [--state-dir .local/state]
 
 `make up` and `make down` call this; the integration tests import it to run a stack of
@@ -288,7 +288,7 @@ def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
 
     # 1. TimeToLiveSpecification of every table.
     dynamodb = _client(stack, "dynamodb")
-    for name in ("identity", "orgs", "tasks", "devices", "telemetry"):
+    for name in ("identity", "orgs", "tasks", "devices", "telemetry", "alerts"):
         table = f"kumo-{STAGE}-{name}"
         described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         if described.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
@@ -350,7 +350,10 @@ def up(
     state_dir: Path = DEFAULT_STATE,
     endpoints_file: Path | None = None,
     seed: bool = True,
+    simulate: bool = False,
 ) -> dict[str, Any]:
+    """`simulate` also runs the demo devices in the background (infra.local.simulator); only
+    `make up` asks for it, so the integration tests' stack has no traffic it did not make."""
     started = time.monotonic()
     stack = Stack(port=port, state_dir=state_dir.resolve())
     start_engine(stack)
@@ -368,8 +371,27 @@ def up(
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
+    if simulate and seed:
+        result["simulator"] = _start_simulator(stack, result["demo"]["org_id"], target)
     result["ready_seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def _start_simulator(stack: Stack, org_id: str, endpoints_file: Path) -> dict[str, Any]:
+    from infra.local import simulator
+
+    log_file = str(stack.state_dir / simulator.LOG_FILE)
+    try:
+        pid, started = simulator.start_background(stack.state_dir, org_id, endpoints_file)
+    except RuntimeError as error:  # the stack itself is up: say so, and go on
+        return {"error": str(error), "log": log_file}
+    return {"pid": pid, "started": started, "log": log_file}
+
+
+def stop_simulator(stack: Stack) -> bool:
+    from infra.local import simulator
+
+    return simulator.stop_background(stack.state_dir)
 
 
 def _print_summary(result: dict[str, Any], endpoints_file: Path) -> None:
@@ -381,6 +403,14 @@ def _print_summary(result: dict[str, Any], endpoints_file: Path) -> None:
         log(f"  demo organization: {demo['org_name']} ({demo['org_id']})")
         for account in demo["accounts"]:
             log(f"  {account['role']:6} {account['email']}  password: {account['password']}")
+        for device in demo.get("devices", []):
+            log(f"  device {device['id']}  {device['name']}")
+    simulated = result.get("simulator")
+    if simulated and "error" in simulated:
+        log(f"  simulated devices: not running: {simulated['error']}")
+    elif simulated:
+        state = "started" if simulated["started"] else "already running"
+        log(f"  simulated devices: {state} (pid {simulated['pid']}), log {simulated['log']}")
     log(f"  endpoints written to {endpoints_file}")
     log(f"ready in {result['ready_seconds']} s")
 
@@ -391,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("KUMO_PORT", DEFAULT_PORT)))
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
     parser.add_argument("--no-seed", action="store_true")
+    parser.add_argument("--no-simulator", action="store_true", help="no demo device traffic")
     args = parser.parse_args(argv)
     stack = Stack(port=args.port, state_dir=args.state_dir.resolve())
     if args.command == "up":
@@ -400,9 +431,13 @@ def main(argv: list[str] | None = None) -> int:
             state_dir=args.state_dir,
             endpoints_file=endpoints_file,
             seed=not args.no_seed,
+            simulate=not args.no_simulator,
         )
         _print_summary(result, endpoints_file)
     elif args.command == "down":
+        # First the simulator: its open MQTT WebSockets would hold up the engine's shutdown.
+        if stop_simulator(stack):
+            log("simulated devices stopped")
         log("MiniStack stopped" if stop_engine(stack) else "nothing was running")
     else:
         running = _running_pid(stack) is not None and _ready(stack)

@@ -33,6 +33,7 @@ os.environ.update(
     TASKS_TABLE=f"kumo-{STAGE}-tasks",
     DEVICES_TABLE=f"kumo-{STAGE}-devices",
     TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
+    ALERTS_TABLE=f"kumo-{STAGE}-alerts",
     EVENT_BUS_NAME=f"kumo-{STAGE}",
     MAIL_QUEUE_URL=QUEUE_URL,
     MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",

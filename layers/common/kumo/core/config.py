@@ -27,6 +27,7 @@ class Settings:
     tasks_table: str
     devices_table: str
     telemetry_table: str
+    alerts_table: str
     mail_queue_url: str
     mail_dead_letter_url: str
     webhook_queue_url: str
@@ -45,9 +46,13 @@ class Settings:
     scheduled_tasks_per_user: int
     schedule_min_interval_seconds: int
     devices_per_org: int
+    alert_rules_per_org: int
     event_bus_name: str
     # Silence after which the offline job marks a device offline.
     device_offline_seconds: int
+    # IoT Core's data endpoint host (`<prefix>-ats.iot.<region>.amazonaws.com`), where
+    # functions publish device commands on AWS; empty on the local engine, which needs none.
+    iot_data_endpoint: str
 
 
 @cache
@@ -61,6 +66,7 @@ def get_settings() -> Settings:
         tasks_table=_require("TASKS_TABLE", missing),
         devices_table=_require("DEVICES_TABLE", missing),
         telemetry_table=_require("TELEMETRY_TABLE", missing),
+        alerts_table=_require("ALERTS_TABLE", missing),
         mail_queue_url=_require("MAIL_QUEUE_URL", missing),
         mail_dead_letter_url=_require("MAIL_DLQ_URL", missing),
         webhook_queue_url=_require("WEBHOOK_QUEUE_URL", missing),
@@ -80,8 +86,10 @@ def get_settings() -> Settings:
         scheduled_tasks_per_user=int(os.environ.get("SCHEDULED_TASKS_PER_USER", "50")),
         schedule_min_interval_seconds=int(os.environ.get("SCHEDULE_MIN_INTERVAL_SECONDS", "60")),
         devices_per_org=int(os.environ.get("DEVICES_PER_ORG", "100")),
+        alert_rules_per_org=int(os.environ.get("ALERT_RULES_PER_ORG", "100")),
         event_bus_name=_require("EVENT_BUS_NAME", missing),
         device_offline_seconds=int(os.environ.get("DEVICE_OFFLINE_SECONDS", "300")),
+        iot_data_endpoint=os.environ.get("IOT_DATA_ENDPOINT", ""),
     )
     if missing:
         raise ConfigurationError(f"missing environment variables: {', '.join(sorted(missing))}")

@@ -8,13 +8,21 @@ import time
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def new_id() -> str:
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+def _encode(value: int) -> str:
     chars = []
     for _ in range(26):
         value, index = divmod(value, 32)
         chars.append(_ALPHABET[index])
     return "".join(reversed(chars))
+
+
+def new_id() -> str:
+    return _encode((int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big"))
+
+
+def first_id_at(timestamp: float) -> str:
+    """The smallest id minted at `timestamp` (epoch seconds): a key range's lower bound."""
+    return _encode(int(timestamp * 1000) << 80)
 
 
 def is_id(value: str) -> bool:

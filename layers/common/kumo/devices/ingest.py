@@ -1,7 +1,8 @@
 """Telemetry ingestion: the SQS batch the IoT topic rule fills, and the device HTTP route.
 
-Both paths end in kumo.devices.telemetry.store_batches. Bad readings are rejected and
-logged one by one; the good readings beside them are kept. The topic names the org and the
+Both paths end in kumo.devices.telemetry.store_batches, then evaluate the alert rules on what
+they stored (kumo.alerts.evaluate). Bad readings are rejected and logged one by one; the
+good readings beside them are kept. The topic names the org and the
 device, and is checked against the registry: a message for a device that does not exist,
 or that names another org than the device's own, is dropped.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
 
+from kumo.alerts.evaluate import evaluate_batches
 from kumo.core import clock
 from kumo.core.errors import ValidationFailed
 from kumo.devices import status, telemetry
@@ -52,7 +54,10 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
         logger.info("readings rejected", device_id=device_id, rejected=_rejections(rejections))
     if not readings:
         raise ValidationFailed("No valid reading in the payload.", errors=_field_errors(rejections))
-    report = telemetry.store_batches([telemetry.Batch(org_id, device_id, tuple(readings))])
+    batch = telemetry.Batch(org_id, device_id, tuple(readings))
+    report = telemetry.store_batches([batch])
+    # Duplicates too: alert transitions are conditional, so evaluating them again is harmless.
+    evaluate_batches([batch])
     status.mark_seen({device_id})
     return ReadingsAccepted(
         accepted=report.stored, duplicates=report.duplicates, rejected=_rejections(rejections)
@@ -107,6 +112,7 @@ def ingest_records(records: list[dict[str, Any]]) -> IngestReport:
             batches.append(telemetry.Batch(org_id, device_id, tuple(readings)))
     if batches:
         stored = telemetry.store_batches(batches)
+        evaluate_batches(batches)
         report.accepted, report.duplicates = stored.stored, stored.duplicates
         report.write_units = stored.write_units
         status.mark_seen({b.device_id for b in batches})

@@ -5,6 +5,11 @@ Access patterns (all GetItem or Query):
   device by id               DEVICE#<id> / META
   an org's devices           gsi1: ORG#<org id> / DEVICE#<id>     (filter by status)
   an org's device count      ORG#<org id> / DEVICECOUNT           (the plan limit)
+  a device's command         DEVICE#<id> / CMD#<command id>
+  a device's commands        DEVICE#<id> / begins_with CMD#       (newest first; by status)
+  its still-pending commands DEVICE#<id> / CMD#<first id a longest time to live ago> .. CMD#~
+                                                                  (oldest first: ids sort by
+                                                                   creation time)
   online devices by silence  gsi2: ONLINE#<shard> / <last seen>#<id>  (online devices only)
 """
 
@@ -17,9 +22,11 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from kumo.core.config import get_settings
+from kumo.core.ids import first_id_at
 
 META = "META"
 DEVICE_COUNT = "DEVICECOUNT"
+COMMAND_PREFIX = "CMD#"
 
 
 def device_key(device_id: str) -> str:
@@ -28,6 +35,16 @@ def device_key(device_id: str) -> str:
 
 def org_key(org_id: str) -> str:
     return f"ORG#{org_id}"
+
+
+def command_sort_key(command_id: str) -> str:
+    return f"{COMMAND_PREFIX}{command_id}"
+
+
+def commands_since(timestamp: float) -> tuple[str, str]:
+    """Sort key bounds of the commands created since `timestamp`: ids sort by creation time,
+    and "~" sorts after every id character."""
+    return command_sort_key(first_id_at(timestamp)), f"{COMMAND_PREFIX}~"
 
 
 # The offline job reads online devices oldest-seen first; a few shards keep the index key
@@ -113,3 +130,30 @@ class DeviceCountModel(Model):
     sk = UnicodeAttribute(range_key=True, default=DEVICE_COUNT)
     # Changed in the register and delete transactions: the plan limit is a condition.
     device_count = NumberAttribute(default=0)
+
+
+class CommandModel(Model):
+    """A command sent to a device, kept (by the table's TTL) a month after it expires."""
+
+    class Meta(_DevicesMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    command_id = UnicodeAttribute()
+    org_id = UnicodeAttribute()
+    device_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    params_json = UnicodeAttribute(default="{}")
+    # queued | delivered | succeeded | failed | expired
+    status = UnicodeAttribute(default="queued")
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    # When the command stops being deliverable; ISO 8601 like created_at, so it compares as text.
+    expires_at_iso = UnicodeAttribute()
+    delivered_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    result_json = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    # The table's TTL attribute (epoch seconds): the expiry plus the history's month.
+    expires_at = NumberAttribute()

@@ -101,3 +101,50 @@ class PointOut(BaseModel):
 class LatestOut(BaseModel):
     device_id: str
     metrics: dict[str, dict[str, Any]]
+
+
+# --- commands -------------------------------------------------------------------------------
+
+CommandName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
+CommandStatus = Literal["queued", "delivered", "succeeded", "failed", "expired"]
+# What a device may report: that it has the command, or how it ended.
+CommandReport = Literal["delivered", "succeeded", "failed"]
+MIN_COMMAND_TTL_SECONDS = 10
+MAX_COMMAND_TTL_SECONDS = 86_400
+
+
+class SendCommandRequest(StrictModel):
+    name: CommandName
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="A JSON object of at most 8 KiB."
+    )
+    ttl_seconds: int = Field(
+        default=300,
+        ge=MIN_COMMAND_TTL_SECONDS,
+        le=MAX_COMMAND_TTL_SECONDS,
+        description="How long the device has to pick the command up and answer it.",
+    )
+
+
+class CommandResultRequest(StrictModel):
+    status: CommandReport
+    result: dict[str, Any] | None = Field(
+        default=None, description="A JSON object of at most 8 KiB; not with `delivered`."
+    )
+    error: str | None = Field(default=None, max_length=512, description="Not with `delivered`.")
+
+
+class CommandOut(BaseModel):
+    id: str
+    org_id: str
+    device_id: str
+    name: str
+    params: dict[str, Any]
+    status: CommandStatus
+    created_by: str
+    created_at: str
+    expires_at: str
+    delivered_at: str | None
+    completed_at: str | None
+    result: dict[str, Any] | None
+    error: str | None

@@ -281,6 +281,26 @@ def list_members(
     return members, encode_cursor(results.last_evaluated_key)
 
 
+def member_addresses(org_id: str, roles: frozenset[str]) -> list[str]:
+    """The e-mail addresses of the org's members holding one of `roles`, for notices sent on
+    the org's behalf (alerts): no caller is checked, so never answer a user's request with it."""
+    return sorted(
+        membership.email
+        for membership in MembershipModel.query(
+            org_key(org_id), MembershipModel.sk.startswith(MEMBER_PREFIX)
+        )
+        if membership.role in roles and membership.email
+    )
+
+
+def org_name(org_id: str) -> str | None:
+    """The org's name for notices sent on its behalf; None when it no longer exists."""
+    try:
+        return str(OrgModel.get(org_key(org_id), META).name)
+    except DoesNotExist:
+        return None
+
+
 # --- organizations ------------------------------------------------------------------------
 
 

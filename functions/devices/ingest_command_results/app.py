@@ -1,0 +1,17 @@
+"""SQS kumo-<stage>-command-results (filled by the IoT topic rule): record devices' results."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.devices import commands
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Refused and unreadable results are dropped inside; only unexpected errors come back,
+    # so SQS retries just those messages (and dead-letters them after five receives).
+    failed = commands.ingest_results(event.get("Records", []))
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
