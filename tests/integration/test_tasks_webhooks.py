@@ -159,7 +159,9 @@ def test_server_errors_retry_with_growing_gaps_then_dead_letter_and_redrive(
     while letter is None:
         assert time.monotonic() < deadline, "no dead letter for the task"
         listed = api.get(
-            "/api/v1/admin/dead-letters", token=admin_token, params={"queue": "webhooks"}
+            "/api/v1/admin/dead-letters",
+            token=admin_token,
+            params={"queue": "webhooks", "limit": 100},
         )
         assert listed.status_code == 200, listed.text
         letter = next((m for m in listed.json()["items"] if m["task_id"] == task["id"]), None)
