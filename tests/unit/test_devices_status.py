@@ -77,6 +77,27 @@ def test_mark_seen_first_message_makes_device_online_and_announces_it(bus_events
     assert event["detail"]["org_id"] == device.org_id
 
 
+def test_mark_seen_within_a_minute_writes_nothing(
+    bus_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a device marked seen just now
+    device_id = a_device()
+    status.mark_seen({device_id})
+    first = stored(device_id).last_seen_at
+    real_now = clock.now
+
+    # When it sends again 30 s later, then 61 s later
+    monkeypatch.setattr(clock, "now", lambda: real_now() + 30)
+    status.mark_seen({device_id})
+    unchanged = stored(device_id).last_seen_at
+    monkeypatch.setattr(clock, "now", lambda: real_now() + 61)
+    status.mark_seen({device_id})
+
+    # Then only the later one moves last_seen_at
+    assert unchanged == first
+    assert stored(device_id).last_seen_at > first
+
+
 def test_mark_seen_online_device_only_moves_last_seen(bus_events: Any) -> None:
     device_id = a_device()
     status.mark_seen({device_id})
@@ -117,11 +138,13 @@ def test_recent_device_stays_online(bus_events: Any) -> None:
     assert report.marked_offline == 0 and stored(device_id).status == "online"
 
 
-def test_offline_device_comes_back_online(bus_events: Any) -> None:
+def test_offline_device_comes_back_online(bus_events: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     device_id = a_device()
     status.mark_seen({device_id})
     status.mark_silent_offline(datetime.now(UTC) + timedelta(seconds=301))
     bus_events()
+    real_now = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real_now() + 301)
     status.mark_seen({device_id})
     assert stored(device_id).status == "online"
     assert [e["detail"]["status"] for e in bus_events()] == ["online"]

@@ -31,6 +31,11 @@ logger = Logger(child=True)
 
 SOURCE = "kumo.devices"
 STATUS_CHANGED = "device.status_changed"
+# A warm function marks a device seen at most this often: a device sending every second
+# would otherwise cost a device-item write (and two index writes) per batch. The offline
+# silence is minutes, so a minute of staleness in last_seen_at changes no status.
+SEEN_WRITE_INTERVAL_SECONDS = 60.0
+_marked_at: dict[str, float] = {}
 
 
 def _condition_failed(error: UpdateError) -> bool:
@@ -48,8 +53,10 @@ def _announce(device: DeviceModel, *, status: str, at: str) -> None:
 
 def mark_seen(device_ids: set[str]) -> None:
     """Last seen on every message batch: one write per device, not per reading."""
-    now = clock.utc_iso()
+    now, moment = clock.utc_iso(), clock.now()
     for device_id in device_ids:
+        if moment - _marked_at.get(device_id, float("-inf")) < SEEN_WRITE_INTERVAL_SECONDS:
+            continue
         device = DeviceModel(device_key(device_id), META, device_id=device_id)
         seen: list[Action] = [
             DeviceModel.last_seen_at.set(now),
@@ -57,6 +64,7 @@ def mark_seen(device_ids: set[str]) -> None:
         ]
         try:
             device.update(actions=seen, condition=DeviceModel.status == "online")
+            _marked_at[device_id] = moment
             continue
         except UpdateError as error:
             if not _condition_failed(error):
@@ -77,6 +85,7 @@ def mark_seen(device_ids: set[str]) -> None:
             # Deleted meanwhile, or another batch made it online first: nothing to announce.
             logger.info("device status unchanged", device_id=device_id)
             continue
+        _marked_at[device_id] = moment
         _announce(device, status="online", at=now)
 
 
