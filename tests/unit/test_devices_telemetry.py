@@ -609,8 +609,9 @@ def test_store_batches_aggregates_rollups_across_the_messages_of_a_chunk(
     # When they are stored in one call
     store_batches(messages)
 
-    # Then one transaction holds ten puts and one update per metric and resolution
-    assert transactions == [10 + 3 * 3]
+    # Then one transaction holds ten puts and one update per resolution, every metric in it
+    assert transactions == [10 + 3]
+    assert [p[1:3] for p in rollups(device, "c", "1m")] == [(10, 45.0)]
 
 
 def test_store_batches_splits_more_than_100_actions_into_several_transactions(
@@ -636,7 +637,8 @@ def test_store_batches_splits_more_than_100_actions_into_several_transactions(
 
 
 def wide_message(device: str) -> Batch:
-    """32 metrics over three minutes: 160 rollup updates, more than one transaction holds."""
+    """32 metrics over three minutes: under the old layout (one rollup item per metric) 160
+    rollup updates, more than one transaction holds; now 3 minutes + 1 hour + 1 day."""
     return batch(
         device,
         *(
@@ -646,20 +648,42 @@ def wide_message(device: str) -> Batch:
     )
 
 
-def test_store_batches_stores_a_message_too_large_for_one_transaction_in_parts(
+def test_store_batches_stores_32_metrics_over_three_minutes_in_one_transaction(
     transactions: list[int],
 ) -> None:
-    # Given a message whose rollups alone exceed a transaction
+    # Given a message of 32 metrics over three minutes
     device = new_device()
 
     # When it is stored
     report = store_batches([wide_message(device)])
 
-    # Then all of it is stored, in several raw items and transactions
+    # Then one transaction holds its put and one update per distinct minute, hour and day
     assert report.stored == 3
-    assert len(raw_items(device)) > 1
-    assert max(transactions) <= 100
+    assert len(raw_items(device)) == 1
+    assert transactions == [1 + 3 + 1 + 1]
     assert raw_values(device, "m31") == [31.0, 32.0, 33.0]
+    assert rollups(device, "m31", "1h") == [("2024-05-01T11:00:00.000Z", 3, 96.0, 31.0, 33.0, 32.0)]
+
+
+def test_store_batches_stores_a_message_too_large_for_one_transaction_in_parts(
+    transactions: list[int],
+) -> None:
+    # Given a message whose puts and rollup updates exceed a transaction: 500 readings ten
+    # seconds apart span 84 minutes, so 84 minute buckets and 10-minute raw parts
+    device = new_device()
+    start = ms("2024-05-01T10:00:00+00:00")
+    readings = [reading(start + i * 10_000, a=i) for i in range(500)]
+    many = [batch(device, *readings[k : k + 4]) for k in range(0, 500, 4)]
+
+    # When they are stored (125 messages: 125 puts and 84 + 2 + 1 rollup updates)
+    report = store_batches(many)
+
+    # Then all of it is stored, in several transactions none over the limit
+    assert report.stored == 500
+    assert len(transactions) > 1
+    assert max(transactions) <= 100
+    assert sum(p[1] for p in rollups(device, "a", "1m")) == 500
+    assert [p[1] for p in rollups(device, "a", "1h")] == [360, 140]
 
 
 def test_store_batches_message_stored_in_parts_is_a_duplicate_when_redelivered() -> None:
@@ -698,7 +722,7 @@ def test_store_batches_sets_rollup_ttl_per_resolution(
 
     store_batches([batch(device, reading(NOW - 1_000, a=1))])
 
-    item = next(iter(RollupModel.query(f"ROLL#{device}#a#{resolution}")))
+    item = next(iter(RollupModel.query(f"ROLL#{device}#{resolution}")))
     assert int(item.expires_at) == ms(f"{bucket}+00:00") // 1000 + days * 86_400
 
 
@@ -707,10 +731,109 @@ def test_store_batches_reports_the_write_units_it_consumed() -> None:
 
     report = store_batches([batch(device, reading(NOW, a=1, b=2, c=3))])
 
-    # One put and nine rollup updates in a transaction (2 units each), one latest update
-    assert report.estimated_write_units == 2 * (1 + 9) + 1
+    # One put and three rollup updates in a transaction (2 units each), one latest update;
+    # it was 2 * (1 + 9) + 1 = 21 with one rollup item per metric
+    assert report.estimated_write_units == 2 * (1 + 3) + 1
     assert report.write_units > 0
     assert report.read_units > 0
+
+
+def test_store_batches_updates_three_rollup_items_for_a_three_metric_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a message of one reading with three metrics, and its transaction recorded
+    device = new_device()
+    recorded: list[list[dict[str, Any]]] = []
+    real = telemetry._client
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real(), name)
+
+        def transact_write_items(self, **kwargs: Any) -> Any:
+            recorded.append(kwargs["TransactItems"])
+            return real().transact_write_items(**kwargs)
+
+    monkeypatch.setattr(telemetry, "_client", Recording)
+
+    # When it is stored
+    report = store_batches([batch(device, reading(NOW, temperature=21.5, humidity=40, p=1))])
+
+    # Then its transaction holds one put and exactly three rollup updates, one per resolution
+    [actions] = recorded
+    updates = [action["Update"] for action in actions if "Update" in action]
+    assert len(actions) == 4
+    assert sorted(update["Key"]["pk"]["S"] for update in updates) == [
+        f"ROLL#{device}#{resolution}" for resolution in ("1d", "1h", "1m")
+    ]
+    assert all(
+        {"n_temperature", "s_humidity", "mn_p", "mx_p"}
+        <= set(update["ExpressionAttributeNames"].values())
+        for update in updates
+    )
+    # And the write units per reading dropped from the 21 of one rollup item per metric
+    assert report.estimated_write_units == 9
+    assert report.estimated_write_units < 21
+    # And each metric reads back from the shared items
+    assert rollups(device, "humidity", "1d") == [
+        ("2024-05-01T00:00:00.000Z", 1, 40.0, 40.0, 40.0, 40.0)
+    ]
+    assert rollups(device, "temperature", "1m")[0][1:3] == (1, 21.5)
+
+
+def test_query_readings_rollups_skip_buckets_without_the_metric() -> None:
+    # Given two minutes, only the second of which holds metric b
+    device = new_device()
+    store_batches([batch(device, reading(NOW - 2 * MINUTE, a=1), reading(NOW - MINUTE, a=2, b=5))])
+
+    # When each metric is queried by minute
+    # Then a bucket where b has no count is not a point of b
+    assert [p[:3] for p in rollups(device, "a", "1m")] == [
+        ("2024-05-01T11:58:00.000Z", 1, 1.0),
+        ("2024-05-01T11:59:00.000Z", 1, 2.0),
+    ]
+    assert [p[:3] for p in rollups(device, "b", "1m")] == [("2024-05-01T11:59:00.000Z", 1, 5.0)]
+    assert rollups(device, "c", "1m") == []
+
+
+def test_store_batches_keeps_metric_names_that_share_a_prefix_apart() -> None:
+    # Given metrics whose names would collide if the attribute naming were careless
+    device = new_device()
+    store_batches([batch(device, reading(NOW, **{"n": 1, "n_n": 2, "mn": 3, "x.y-z": 4}))])
+
+    # Then each reads back its own rollup
+    assert [rollups(device, m, "1h")[0][2] for m in ("n", "n_n", "mn", "x.y-z")] == [
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+    ]
+
+
+def test_store_batches_later_message_lowers_min_and_raises_max_of_several_metrics() -> None:
+    # Given a bucket holding two metrics
+    device = new_device()
+    store_batches([batch(device, reading(NOW - 10_000, a=5, b=5))])
+
+    # When a later message beats a's min and b's max, and leaves the others
+    store_batches([batch(device, reading(NOW - 5_000, a=1, b=9))])
+
+    # Then both extremes moved, and count and sum add up
+    assert rollups(device, "a", "1m") == [("2024-05-01T11:59:00.000Z", 2, 6.0, 1.0, 5.0, 3.0)]
+    assert rollups(device, "b", "1m") == [("2024-05-01T11:59:00.000Z", 2, 14.0, 5.0, 9.0, 7.0)]
+
+
+def test_store_batches_rollup_update_expression_stays_under_4_kb_with_32_long_metrics() -> None:
+    # Given the widest reading the contract allows
+    metrics = {f"m{k:02d}" + "x" * 61: float(k) for k in range(32)}
+    aggregates = telemetry._aggregate(
+        [telemetry._parts_of(batch(new_device(), reading(NOW, **metrics)), retention_days=7)[0]]
+    )
+
+    # When its rollup update is built, then its expression is within DynamoDB's limit
+    for key, per_metric in aggregates.items():
+        update, _ = telemetry._rollup_update(key, per_metric)
+        assert len(update["UpdateExpression"].encode()) < 4096
 
 
 def test_store_batches_packing_keeps_a_50_reading_message_far_below_one_unit_a_reading() -> None:
@@ -904,3 +1027,55 @@ def test_latest_skips_a_metric_only_an_older_late_batch_carries() -> None:
 
 def test_latest_of_a_device_without_data_is_empty() -> None:
     assert latest(new_device()) == {}
+
+
+def test_store_batches_estimates_rollup_writes_from_the_stored_item_size() -> None:
+    # Given buckets already holding 32 metrics with long names (items of several KB)
+    device = new_device()
+    wide = {f"m{k:02d}" + "x" * 61: float(k) for k in range(32)}
+    store_batches([batch(device, reading(NOW - 10_000, **wide))])
+
+    # When a message of one metric lands in the same buckets
+    report = store_batches([batch(device, reading(NOW - 5_000, m00=1.0))])
+
+    # Then its three rollup updates are charged at the stored items' size, not its own
+    assert report.estimated_write_units > 2 * (1 + 3) + 1
+
+
+def test_store_batches_moves_every_extreme_of_32_long_metrics() -> None:
+    # Given a bucket holding 32 metrics with long names
+    device = new_device()
+    names = [f"m{k:02d}" + "x" * 61 for k in range(32)]
+    store_batches([batch(device, reading(NOW - 10_000, **dict.fromkeys(names, 5.0)))])
+
+    # When a later message beats both extremes of every metric
+    store_batches(
+        [
+            batch(
+                device,
+                reading(NOW - 6_000, **dict.fromkeys(names, 1.0)),
+                reading(NOW - 5_000, **dict.fromkeys(names, 9.0)),
+            )
+        ]
+    )
+
+    # Then every min and max moved
+    for name in names:
+        assert rollups(device, name, "1m") == [("2024-05-01T11:59:00.000Z", 3, 15.0, 1.0, 9.0, 5.0)]
+
+
+def test_store_batches_extreme_beaten_since_the_read_falls_back_to_one_update_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a bucket where a spans 1 to 9 and b is 5
+    device = new_device()
+    store_batches([batch(device, reading(NOW - 10_000, a=1, b=5), reading(NOW - 9_000, a=9))])
+
+    # When a message's read sees nothing stored (as if it raced a concurrent writer), so its
+    # one update per item fails the condition for a's extremes
+    monkeypatch.setattr(telemetry, "_read_items", lambda keys, meter: {})
+    store_batches([batch(device, reading(NOW - 5_000, a=5, b=0))])
+
+    # Then only what it really beats moved: b's min, tried alone
+    assert rollups(device, "a", "1m") == [("2024-05-01T11:59:00.000Z", 3, 15.0, 1.0, 9.0, 5.0)]
+    assert rollups(device, "b", "1m") == [("2024-05-01T11:59:00.000Z", 2, 5.0, 0.0, 5.0, 2.5)]

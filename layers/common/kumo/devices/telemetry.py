@@ -33,11 +33,15 @@ Storage (table TELEMETRY_TABLE; keys in kumo.devices.telemetry_models)
   digest of its content, so a redelivered or republished message lands on the same key and
   its conditional put makes it a no-op. A message whose rollups would not fit one
   transaction, or that spans more than `RAW_SPAN_MS`, is cut into parts, each its own item.
-- Rollups (count, sum, min, max per device, metric and minute, hour and day) keep count and
-  sum exactly-once: they change in the same transaction as the raw puts they count. Min and
-  max are idempotent and are applied after it, only where the chunk's value beats the stored
-  one; duplicates take part in that step too, so a redelivery repairs an invocation that died
-  between the transaction and it.
+- Rollups: one item per device, resolution (minute, hour, day) and bucket, holding the count,
+  sum, min and max of every metric sent in that bucket as flat attributes (`n_<metric>`,
+  `s_<metric>`, `mn_<metric>`, `mx_<metric>`), so a message updates three rollup items per
+  bucket combination whatever its metric count. Count and sum are exactly-once: they change
+  in the same transaction as the raw puts they count (ADD creates a missing attribute; min
+  and max are set there too when new, by if_not_exists). Lowering a min or raising a max is
+  idempotent and is applied after it, only where the chunk's value beats the stored one, one
+  conditional update per item; duplicates take part in that step too, so a redelivery
+  repairs an invocation that died between the transaction and it.
 - Latest values: one item per device, never moved back by an older batch.
 """
 
@@ -71,7 +75,7 @@ from kumo.devices.telemetry_models import (
     ROLLUP_RETENTION_SECONDS,
     RawReadingsModel,
     Resolution,
-    RollupModel,
+    RollupKind,
     bucket_sort_key,
     bucket_start,
     iso_ms,
@@ -79,6 +83,7 @@ from kumo.devices.telemetry_models import (
     raw_key,
     raw_sort_bound,
     raw_sort_key,
+    rollup_attribute,
     rollup_key,
     table_name,
 )
@@ -109,7 +114,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # back exactly this far for items that start before the range and reach into it.
 RAW_SPAN_MS: Final = 10 * 60_000
 MAX_TRANSACT_ACTIONS: Final = 100
-# TransactWriteItems takes at most 4 MB in all; the margin covers the rollup updates.
+# TransactWriteItems takes at most 4 MB in all: the puts and a bound on the rollup updates'
+# request size (`_rollup_request_bytes`) stay under this, leaving a margin.
 _MAX_TRANSACT_BYTES: Final = 3_500_000
 # Parts are cut at this packed size, well under DynamoDB's 400 KB item limit (a 128 KiB
 # payload of values like 1e15 packs to about twice its size).
@@ -124,6 +130,10 @@ _BATCH_GET_KEYS: Final = 100
 # A raw query page examines at most this many items, so a rare metric over a long range
 # answers with a cursor instead of reading the whole range in one request.
 _RAW_ITEMS_PER_PAGE: Final = 100
+# Likewise for rollups: buckets where the queried metric is missing are read and skipped.
+_ROLLUP_ITEMS_PER_PAGE: Final = 500
+# Mins and maxes of one rollup item set by one conditional update after the transaction.
+_EXTREMES_PER_UPDATE: Final = 16
 
 
 class PayloadTooLarge(KumoError):
@@ -312,7 +322,7 @@ def _parse_metrics(value: object) -> dict[str, float] | str:
 
 # --- storing --------------------------------------------------------------------------------
 
-type _RollupKey = tuple[str, str, Resolution, int]  # device, metric, resolution, bucket start
+type _RollupKey = tuple[str, Resolution, int]  # device, resolution, bucket start
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +336,8 @@ class _Part:
     readings: tuple[Reading, ...]
     rollup_keys: frozenset[_RollupKey]
     size: int
+    # An upper bound on the bytes of this part's rollup updates in a transaction request.
+    rollup_bytes: int
 
 
 @dataclass(slots=True)
@@ -353,6 +365,14 @@ class _Meter:
         reported = _reported_units(response)
         self.write_units += estimate if reported is None else reported
         self.estimated_write_units += estimate
+
+    def corrected(self, extra: float, *, reported: bool) -> None:
+        """A write already counted turned out larger than estimated (a rollup item holding
+        metrics the chunk did not send): the estimate grows, and so do the units unless the
+        response reported them."""
+        self.estimated_write_units += extra
+        if not reported:
+            self.write_units += extra
 
     def read(self, response: Mapping[str, Any], estimate: float) -> None:
         reported = _reported_units(response)
@@ -383,10 +403,11 @@ def store_batches(batches: Sequence[Batch], *, retention_days: int = 7) -> Store
     # One device's parts side by side, so a chunk aggregates their rollups into one update.
     ordered = sorted(parts.values(), key=lambda part: (part.device_id, part.sk))
     for chunk in _chunks(ordered):
-        written = _readings_in(_write_chunk(chunk, meter))
+        commit = _write_chunk(chunk, meter)
+        written = _readings_in(commit.parts)
         stored += written
         duplicates += _readings_in(chunk) - written
-        _apply_extremes_and_latest(chunk, meter)
+        _apply_extremes_and_latest(chunk, commit, meter)
     if duplicates:
         logger.info("telemetry duplicates skipped", readings=duplicates)
     return StoreReport(
@@ -424,16 +445,23 @@ def _dumps(value: Any) -> str:
 
 def _rollup_keys(device_id: str, reading: Reading) -> set[_RollupKey]:
     return {
-        (device_id, metric, resolution, bucket_start(reading.ts_ms, resolution))
-        for metric in reading.metrics
+        (device_id, resolution, bucket_start(reading.ts_ms, resolution))
         for resolution in RESOLUTIONS
     }
 
 
+def _rollup_request_bytes(keys: int, metrics: Iterable[str]) -> int:
+    """A bound on the request bytes of `keys` rollup updates covering these metrics: key and
+    TTL, and per metric four attribute names, values and their share of the expression."""
+    return keys * (512 + sum(4 * len(metric) + 192 for metric in metrics))
+
+
 def _parts_of(batch: Batch, *, retention_days: int) -> list[_Part]:
     """Readings in canonical order, cut where a part would outgrow a transaction (its put and
-    its rollup updates), the item size limit, or RAW_SPAN_MS. The cut depends on the content
-    only, so a redelivered message is cut the same way and every part finds its twin."""
+    its rollup updates: three per distinct minute, hour and day, so at most 15 within
+    RAW_SPAN_MS, and the action limit is a guard), the item size limit, or RAW_SPAN_MS. The cut
+    depends on the content only, so a redelivered message is cut the same way and every part
+    finds its twin."""
     readings = sorted(batch.readings, key=_canonical_order)
     parts: list[_Part] = []
     current: list[Reading] = []
@@ -473,6 +501,7 @@ def _part(
         org_id=batch.org_id,
         expires_at=last_ms // 1000 + retention_days * 86_400,
     )
+    metrics = {metric for reading in readings for metric in reading.metrics}
     return _Part(
         device_id=batch.device_id,
         pk=pk,
@@ -481,54 +510,89 @@ def _part(
         readings=tuple(readings),
         rollup_keys=frozenset(keys),
         size=_item_bytes(item.serialize()),
+        rollup_bytes=_rollup_request_bytes(len(keys), metrics),
     )
 
 
 def _chunks(parts: Sequence[_Part]) -> Iterable[list[_Part]]:
-    """Parts grouped so each group's puts plus its distinct rollup updates fit one transaction."""
+    """Parts grouped so each group's puts plus its distinct rollup updates (one per device,
+    resolution and bucket) fit one transaction."""
     chunk: list[_Part] = []
     keys: set[_RollupKey] = set()
     size = 0
     for part in parts:
+        part_bytes = part.size + part.rollup_bytes
         if chunk and (
             len(chunk) + 1 + len(keys | part.rollup_keys) > MAX_TRANSACT_ACTIONS
-            or size + part.size > _MAX_TRANSACT_BYTES
+            or size + part_bytes > _MAX_TRANSACT_BYTES
         ):
             yield chunk
             chunk, keys, size = [], set(), 0
         chunk.append(part)
         keys |= part.rollup_keys
-        size += part.size
+        size += part_bytes
     if chunk:
         yield chunk
 
 
-def _aggregate(parts: Iterable[_Part]) -> dict[_RollupKey, _Aggregate]:
-    aggregates: dict[_RollupKey, _Aggregate] = {}
+def _aggregate(parts: Iterable[_Part]) -> dict[_RollupKey, dict[str, _Aggregate]]:
+    """Per rollup item (device, resolution, bucket), the aggregate of each metric."""
+    aggregates: dict[_RollupKey, dict[str, _Aggregate]] = {}
     for part in parts:
         for reading in part.readings:
-            for metric, value in reading.metrics.items():
-                for resolution in RESOLUTIONS:
-                    key = (
-                        part.device_id,
-                        metric,
-                        resolution,
-                        bucket_start(reading.ts_ms, resolution),
-                    )
-                    aggregates.setdefault(key, _Aggregate()).add(value)
+            for resolution in RESOLUTIONS:
+                key = (part.device_id, resolution, bucket_start(reading.ts_ms, resolution))
+                metrics = aggregates.setdefault(key, {})
+                for metric, value in reading.metrics.items():
+                    metrics.setdefault(metric, _Aggregate()).add(value)
     return aggregates
 
 
-def _rollup_item(key: _RollupKey, aggregate: _Aggregate | None = None) -> RollupModel:
-    device_id, metric, resolution, bucket_ms = key
-    item = RollupModel(rollup_key(device_id, metric, resolution), bucket_sort_key(bucket_ms))
-    if aggregate is not None:
-        item.n = aggregate.n
-        item.s = float(aggregate.s)
-        item.mn = aggregate.mn
-        item.mx = aggregate.mx
-        item.expires_at = bucket_ms // 1000 + ROLLUP_RETENTION_SECONDS[resolution]
-    return item
+def _rollup_item_key(key: _RollupKey) -> dict[str, Any]:
+    device_id, resolution, bucket_ms = key
+    return {
+        "pk": {"S": rollup_key(device_id, resolution)},
+        "sk": {"S": bucket_sort_key(bucket_ms)},
+    }
+
+
+def _rollup_update(
+    key: _RollupKey, metrics: Mapping[str, _Aggregate]
+) -> tuple[dict[str, Any], int]:
+    """The transactional update of one rollup item: ADD count and sum of every metric (ADD
+    creates a missing attribute, and the item), min and max set only where missing; and the
+    size of the item as this update alone would make it."""
+    _, resolution, bucket_ms = key
+    expires_at = {"N": str(bucket_ms // 1000 + ROLLUP_RETENTION_SECONDS[resolution])}
+    names = {"#e": "expires_at"}
+    values: dict[str, Any] = {":e": expires_at}
+    sets = ["#e = :e"]
+    adds: list[str] = []
+    item: dict[str, Any] = {**_rollup_item_key(key), "expires_at": expires_at}
+    for index, (metric, aggregate) in enumerate(sorted(metrics.items())):
+        for kind, value in (
+            ("n", str(aggregate.n)),
+            ("s", _number_text(float(aggregate.s))),
+            ("mn", _number_text(aggregate.mn)),
+            ("mx", _number_text(aggregate.mx)),
+        ):
+            name, placeholder = f"#{kind}{index}", f":{kind}{index}"
+            names[name] = rollup_attribute(cast(RollupKind, kind), metric)
+            values[placeholder] = {"N": value}
+            item[names[name]] = values[placeholder]
+            if kind in ("n", "s"):
+                adds.append(f"{name} {placeholder}")
+            else:
+                # A new metric in the bucket gets its min and max here, sparing writes after.
+                sets.append(f"{name} = if_not_exists({name}, {placeholder})")
+    update = {
+        "TableName": table_name(),
+        "Key": _rollup_item_key(key),
+        "UpdateExpression": "SET " + ", ".join(sets) + " ADD " + ", ".join(adds),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    return update, _item_bytes(item)
 
 
 def _client() -> DynamoDBClient:
@@ -538,9 +602,23 @@ def _client() -> DynamoDBClient:
     return cast("DynamoDBClient", aws.dynamodb().client)
 
 
-def _transact_items(parts: Sequence[_Part]) -> tuple[list[dict[str, Any]], float]:
-    """The puts (first, so a cancellation reason's index is the part's index) and one ADD per
-    rollup item, aggregated over the parts; and their estimated write units."""
+@dataclass(frozen=True, slots=True)
+class _Commit:
+    """What a chunk's transaction wrote: its parts, the rollup items it updated with the size
+    each was estimated at, and whether DynamoDB reported the capacity it consumed."""
+
+    parts: list[_Part]
+    rollup_sizes: dict[_RollupKey, int]
+    reported: bool
+
+
+def _transact_items(
+    parts: Sequence[_Part],
+) -> tuple[list[dict[str, Any]], float, dict[_RollupKey, int]]:
+    """The puts (first, so a cancellation reason's index is the part's index) and one update
+    per rollup item, aggregated over the parts; their estimated write units (a rollup item
+    sized as these parts alone would make it: `_apply_extremes_and_latest` corrects that from
+    the stored item); and the estimated size of each rollup item."""
     items: list[dict[str, Any]] = []
     units = 0.0
     for part in parts:
@@ -549,25 +627,17 @@ def _transact_items(parts: Sequence[_Part]) -> tuple[list[dict[str, Any]], float
         )
         items.append({"Put": put})
         units += 2 * _write_units(part.size)
-    for key, aggregate in _aggregate(parts).items():
-        rollup = _rollup_item(key, aggregate)
-        update = rollup.get_update_kwargs_from_instance(
-            actions=[
-                RollupModel.n.add(aggregate.n),
-                RollupModel.s.add(float(aggregate.s)),
-                # A new bucket gets its min and max here, sparing two writes after.
-                RollupModel.mn.set(RollupModel.mn | aggregate.mn),
-                RollupModel.mx.set(RollupModel.mx | aggregate.mx),
-                RollupModel.expires_at.set(rollup.expires_at),
-            ]
-        )
+    sizes: dict[_RollupKey, int] = {}
+    for key, metrics in _aggregate(parts).items():
+        update, size = _rollup_update(key, metrics)
         items.append({"Update": update})
-        units += 2 * _write_units(_item_bytes(rollup.serialize()))
-    return items, units
+        units += 2 * _write_units(size)
+        sizes[key] = size
+    return items, units, sizes
 
 
-def _write_chunk(chunk: list[_Part], meter: _Meter) -> list[_Part]:
-    """Commit the chunk's new parts with their counts and sums; answers the parts written.
+def _write_chunk(chunk: list[_Part], meter: _Meter) -> _Commit:
+    """Commit the chunk's new parts with their counts and sums; answers what was written.
 
     A cancellation whose reasons name raw puts (ConditionalCheckFailed: that message is stored)
     drops those parts and retries with the rest. Each such retry drops at least one part and
@@ -575,7 +645,7 @@ def _write_chunk(chunk: list[_Part], meter: _Meter) -> list[_Part]:
     pending = list(chunk)
     conflicts = 0
     while pending:
-        items, estimate = _transact_items(pending)
+        items, estimate, sizes = _transact_items(pending)
         try:
             response = _client().transact_write_items(
                 TransactItems=cast(Any, items), ReturnConsumedCapacity="TOTAL"
@@ -600,9 +670,10 @@ def _write_chunk(chunk: list[_Part], meter: _Meter) -> list[_Part]:
                 time.sleep(0.05 * 2**conflicts * (0.5 + random.random()))  # noqa: S311
                 continue
             raise
-        meter.wrote(cast(Mapping[str, Any], response), estimate)
-        return pending
-    return []
+        reported = cast(Mapping[str, Any], response)
+        meter.wrote(reported, estimate)
+        return _Commit(pending, sizes, _reported_units(reported) is not None)
+    return _Commit([], {}, False)
 
 
 def _newest_values(parts: Iterable[_Part]) -> dict[str, dict[str, tuple[int, float]]]:
@@ -617,51 +688,88 @@ def _newest_values(parts: Iterable[_Part]) -> dict[str, dict[str, tuple[int, flo
     return newest
 
 
-def _apply_extremes_and_latest(chunk: list[_Part], meter: _Meter) -> None:
+def _apply_extremes_and_latest(chunk: list[_Part], commit: _Commit, meter: _Meter) -> None:
     """Min, max and latest values: idempotent, so outside the transaction, and written only
     where a strongly consistent read says the chunk beats what is stored (a read costs a
     fraction of a write, and most readings set no new extreme). The writes stay conditional:
     a concurrent writer may have moved the value since the read. Duplicates take part, so a
-    redelivery repairs an invocation that died right after its transaction."""
+    redelivery repairs an invocation that died right after its transaction.
+
+    The read also sizes the rollup items the transaction updated: one holding metrics the
+    chunk did not send costs more than estimated, and the meter is corrected."""
     aggregates = _aggregate(chunk)
     newest = _newest_values(chunk)
-    rollup_keys = {
-        key: (rollup_key(key[0], key[1], key[2]), bucket_sort_key(key[3])) for key in aggregates
-    }
+    rollup_keys = {key: (rollup_key(key[0], key[1]), bucket_sort_key(key[2])) for key in aggregates}
     latest_keys = {device: (latest_key(device), LATEST_SK) for device in newest}
     stored = _read_items([*rollup_keys.values(), *latest_keys.values()], meter)
 
-    for key, aggregate in aggregates.items():
+    for key, estimated in commit.rollup_sizes.items():
         item = stored.get(rollup_keys[key])
-        lowest, highest = _number(item, "mn"), _number(item, "mx")
-        if lowest is None or aggregate.mn < lowest:
-            _set_extreme(key, aggregate.mn, lowest=True, stored=item, meter=meter)
-        if highest is None or aggregate.mx > highest:
-            _set_extreme(key, aggregate.mx, lowest=False, stored=item, meter=meter)
+        if item is not None and _write_units(_item_bytes(item)) > _write_units(estimated):
+            extra = 2 * (_write_units(_item_bytes(item)) - _write_units(estimated))
+            meter.corrected(extra, reported=commit.reported)
+
+    for key, metrics in aggregates.items():
+        item = stored.get(rollup_keys[key])
+        changes: list[tuple[RollupKind, str, float]] = []
+        for metric, aggregate in sorted(metrics.items()):
+            lowest = _number(item, rollup_attribute("mn", metric))
+            highest = _number(item, rollup_attribute("mx", metric))
+            if lowest is None or aggregate.mn < lowest:
+                changes.append(("mn", metric, aggregate.mn))
+            if highest is None or aggregate.mx > highest:
+                changes.append(("mx", metric, aggregate.mx))
+        # In groups, so the condition expression stays well under DynamoDB's 4 KB.
+        for start in range(0, len(changes), _EXTREMES_PER_UPDATE):
+            group = changes[start : start + _EXTREMES_PER_UPDATE]
+            _set_extremes(key, group, stored=item, meter=meter)
 
     for device, values in newest.items():
         _update_latest(device, values, stored.get(latest_keys[device]), meter)
 
 
-def _set_extreme(
+def _set_extremes(
     key: _RollupKey,
-    value: float,
+    changes: Sequence[tuple[RollupKind, str, float]],
     *,
-    lowest: bool,
     stored: Mapping[str, Any] | None,
     meter: _Meter,
 ) -> None:
-    item = _rollup_item(key)
-    attribute = RollupModel.mn if lowest else RollupModel.mx
-    beaten = attribute > value if lowest else attribute < value
-    update = item.get_update_kwargs_from_instance(
-        actions=[attribute.set(value)],
-        # attribute_exists(n): never create a stray item holding only a min (a bucket whose
-        # rollup expired while its raw item, kept longer, was redelivered).
-        condition=RollupModel.n.exists() & (attribute.does_not_exist() | beaten),
-    )
-    size = _item_bytes(stored) if stored else _item_bytes(item.serialize(null_check=False)) + 64
-    _conditional_update(update, estimate=_write_units(size), meter=meter)
+    """One conditional update for every min and max of the item the chunk beats. If a
+    concurrent writer beat one of them since the read, the whole update fails its condition
+    and each change is tried alone."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    assignments: list[str] = []
+    conditions: list[str] = []
+    after: dict[str, Any] = dict(stored or _rollup_item_key(key))
+    counts: dict[str, str] = {}  # one placeholder per metric, even when both extremes move
+    for index, (kind, metric, value) in enumerate(changes):
+        name, placeholder = f"#a{index}", f":a{index}"
+        count = counts.setdefault(metric, f"#c{len(counts)}")
+        names[name] = rollup_attribute(kind, metric)
+        names[count] = rollup_attribute("n", metric)
+        values[placeholder] = {"N": _number_text(value)}
+        after[names[name]] = values[placeholder]
+        assignments.append(f"{name} = {placeholder}")
+        beaten = f"{name} > {placeholder}" if kind == "mn" else f"{name} < {placeholder}"
+        # attribute_exists(count): never create a stray item or attribute holding only a min
+        # (a bucket whose rollup expired while its raw item, kept longer, was redelivered).
+        conditions.append(
+            f"attribute_exists({count}) AND (attribute_not_exists({name}) OR {beaten})"
+        )
+    update = {
+        "TableName": table_name(),
+        "Key": _rollup_item_key(key),
+        "UpdateExpression": "SET " + ", ".join(assignments),
+        "ConditionExpression": " AND ".join(f"({condition})" for condition in conditions),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    estimate = _write_units(max(_item_bytes(stored or {}), _item_bytes(after)))
+    if not _conditional_update(update, estimate=estimate, meter=meter) and len(changes) > 1:
+        for change in changes:
+            _set_extremes(key, [change], stored=stored, meter=meter)
 
 
 def _update_latest(
@@ -714,7 +822,8 @@ def _update_latest(
     _conditional_update(update, estimate=estimate, meter=meter)
 
 
-def _conditional_update(update: dict[str, Any], *, estimate: float, meter: _Meter) -> None:
+def _conditional_update(update: dict[str, Any], *, estimate: float, meter: _Meter) -> bool:
+    """Whether the update was applied (its condition held)."""
     try:
         response = _client().update_item(**update, ReturnConsumedCapacity="TOTAL")
     except ClientError as error:
@@ -722,8 +831,9 @@ def _conditional_update(update: dict[str, Any], *, estimate: float, meter: _Mete
             raise
         # Someone stored a better value since the read: fine. DynamoDB still charges it.
         meter.wrote(None, estimate)
-        return
+        return False
     meter.wrote(cast(Mapping[str, Any], response), estimate)
+    return True
 
 
 def _read_items(
@@ -839,27 +949,58 @@ def _query_rollups(
     page_size: int,
     cursor: str | None,
 ) -> tuple[list[Point], str | None]:
-    partition = rollup_key(device_id, metric, resolution)
-    results = RollupModel.query(
-        partition,
-        RollupModel.sk.between(
-            bucket_sort_key(bucket_start(start_ms, resolution)), bucket_sort_key(end_ms)
-        ),
-        limit=page_size,
-        last_evaluated_key=decode_cursor(cursor, partition=("pk", partition)),
-    )
-    points: list[Point] = [
-        RollupPoint(
-            ts=item.sk,
-            count=int(item.n),
-            sum=float(item.s),
-            min=None if item.mn is None else float(item.mn),
-            max=None if item.mx is None else float(item.mx),
-            avg=float(item.s) / int(item.n),
-        )
-        for item in results
-    ]
-    return points, encode_cursor(results.last_evaluated_key)
+    """The device's bucket items of that resolution, projected to the metric's attributes; a
+    bucket where the metric has no count is skipped. A page examines at most
+    _ROLLUP_ITEMS_PER_PAGE items, so a rare metric over a long range answers with a cursor."""
+    partition = rollup_key(device_id, resolution)
+    start_key = decode_cursor(cursor, partition=("pk", partition))
+    names = {
+        "#pk": "pk",
+        "#sk": "sk",
+        "#n": rollup_attribute("n", metric),
+        "#s": rollup_attribute("s", metric),
+        "#mn": rollup_attribute("mn", metric),
+        "#mx": rollup_attribute("mx", metric),
+    }
+    values = {
+        ":pk": {"S": partition},
+        ":lo": {"S": bucket_sort_key(bucket_start(start_ms, resolution))},
+        ":hi": {"S": bucket_sort_key(end_ms)},
+    }
+    points: list[Point] = []
+    examined = 0
+    while True:
+        request: dict[str, Any] = {
+            "TableName": table_name(),
+            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :lo AND :hi",
+            "ProjectionExpression": "#pk, #sk, #n, #s, #mn, #mx",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "Limit": min(page_size - len(points), _ROLLUP_ITEMS_PER_PAGE - examined),
+        }
+        if start_key is not None:
+            request["ExclusiveStartKey"] = start_key
+        response = _client().query(**request)
+        items = cast(list[dict[str, Any]], response.get("Items", []))
+        examined += len(items)
+        for item in items:
+            count = _number(item, names["#n"])
+            if not count:
+                continue
+            total = _number(item, names["#s"]) or 0.0
+            points.append(
+                RollupPoint(
+                    ts=item["sk"]["S"],
+                    count=int(count),
+                    sum=total,
+                    min=_number(item, names["#mn"]),
+                    max=_number(item, names["#mx"]),
+                    avg=total / int(count),
+                )
+            )
+        start_key = cast(dict[str, Any] | None, response.get("LastEvaluatedKey"))
+        if start_key is None or len(points) >= page_size or examined >= _ROLLUP_ITEMS_PER_PAGE:
+            return points, encode_cursor(start_key)
 
 
 def _raw_cursor(partition: str, sk: str, at: int) -> str | None:

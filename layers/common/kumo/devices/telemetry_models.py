@@ -2,7 +2,7 @@
 
 Access patterns (all GetItem, BatchGetItem or Query; never a Scan):
   a device's raw readings by time   RAW#<device> / <first reading ISO>#<digest>   (packed items)
-  a device's rollups of one metric  ROLL#<device>#<metric>#<1m|1h|1d> / <bucket start ISO>
+  a device's rollups               ROLL#<device>#<1m|1h|1d> / <bucket start ISO>    (all metrics)
   a device's latest values          LATEST#<device> / LATEST
 
 Times in sort keys are UTC ISO-8601 with milliseconds and a Z (`2024-05-01T12:00:00.000Z`):
@@ -31,6 +31,10 @@ ROLLUP_RETENTION_SECONDS: Final[dict[Resolution, int]] = {
     "1h": 400 * DAY_SECONDS,
     "1d": (5 * 365 + 2) * DAY_SECONDS,
 }
+# A rollup item holds every metric of one device over one bucket: per metric, its count
+# `n_<metric>`, sum `s_<metric>`, min `mn_<metric>` and max `mx_<metric>`.
+type RollupKind = Literal["n", "s", "mn", "mx"]
+ROLLUP_PREFIXES: Final[dict[RollupKind, str]] = {"n": "n_", "s": "s_", "mn": "mn_", "mx": "mx_"}
 LATEST_SK: Final = "LATEST"
 # Attributes of the latest-values item: `t` is the newest reading time stored, and each metric
 # has `v_<metric>` (its value) and `t_<metric>` (that value's time, epoch ms).
@@ -65,8 +69,16 @@ def raw_sort_bound(epoch_ms: int, *, upper: bool) -> str:
     return iso_ms(epoch_ms) + ("~" if upper else "")
 
 
-def rollup_key(device_id: str, metric: str, resolution: Resolution) -> str:
-    return f"ROLL#{device_id}#{metric}#{resolution}"
+def rollup_key(device_id: str, resolution: Resolution) -> str:
+    return f"ROLL#{device_id}#{resolution}"
+
+
+def rollup_attribute(kind: RollupKind, metric: str) -> str:
+    """The flat attribute holding one aggregate of one metric in a rollup item, such as
+    `n_temperature`. The prefixes are fixed and none is a prefix of another, so two (kind,
+    metric) pairs never share a name whatever characters the metric name holds, and no name
+    meets pk, sk or expires_at."""
+    return ROLLUP_PREFIXES[kind] + metric
 
 
 def bucket_start(epoch_ms: int, resolution: Resolution) -> int:
@@ -104,16 +116,16 @@ class RawReadingsModel(Model):
 
 
 class RollupModel(Model):
-    """Count, sum, min and max of one metric of one device over one bucket."""
+    """Count, sum, min and max of every metric of one device over one bucket: one item per
+    device, resolution and bucket, so a message updates three rollup items whatever its metric
+    count. The per-metric attributes (`rollup_attribute`) have names only known at run time,
+    so they are read and written with the low-level client; this model declares the key and
+    the TTL. Count and sum change only in the transaction that stores the raw items they
+    count; min and max are set there only when new, and lowered or raised after it."""
 
     class Meta(_TelemetryMeta):
         pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
-    # Count and sum change only in the transaction that stores the raw items they count.
-    n = NumberAttribute()
-    s = NumberAttribute()
-    mn = NumberAttribute(null=True)
-    mx = NumberAttribute(null=True)
     expires_at = NumberAttribute()
