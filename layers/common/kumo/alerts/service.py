@@ -10,13 +10,10 @@ Evaluation on ingestion lives in kumo.alerts.evaluate.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any, Literal, cast
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from kumo.alerts.errors import AlertNotOpen, AlertRuleLimitReached
 from kumo.alerts.evaluate import close_rule_states
@@ -45,9 +42,9 @@ from kumo.alerts.schemas import (
     CreateAlertRuleRequest,
     UpdateAlertRuleRequest,
 )
-from kumo.core import aws, clock
+from kumo.core import clock, dynamo
 from kumo.core.config import get_settings
-from kumo.core.errors import BadRequest, Conflict, KumoError, NotFound, ValidationFailed
+from kumo.core.errors import BadRequest, Conflict, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices import service as devices
@@ -56,6 +53,8 @@ from kumo.orgs.service import require_org_role
 
 logger = Logger(child=True)
 
+_CHANGED = "The alert rule changed meanwhile; try again."
+
 _NO_RULE = "No such alert rule."
 _NO_ALERT = "No such alert."
 # A change of one of these (or of `enabled`) makes the rule judge differently: its open
@@ -63,19 +62,6 @@ _NO_ALERT = "No such alert."
 _CONDITION_FIELDS = frozenset(
     {"metric", "comparison", "threshold", "duration_seconds", "device_id"}
 )
-
-
-@contextmanager
-def _transaction(explain: Callable[[], KumoError | None]) -> Iterator[TransactWrite]:
-    """A write transaction whose cancellation becomes the rule it broke (see kumo.orgs)."""
-    try:
-        with TransactWrite(connection=aws.dynamodb()) as transaction:
-            yield transaction
-    except TransactWriteError as error:
-        if error.cause_response_code != "TransactionCanceledException":
-            raise
-        problem = explain() or Conflict("The alert rule changed meanwhile; try again.")
-        raise problem from error
 
 
 def _org_of(lookup_key: str) -> str | None:
@@ -108,10 +94,6 @@ def _paged(cursor: str | None, *, attribute: str, partition: str, prefix: str | 
 # --- rules --------------------------------------------------------------------------------
 
 
-def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, errors=[{"field": field, "message": message}])
-
-
 def _check_device(user_id: str, org_id: str, device_id: str) -> None:
     """The rule's device must be one of the org's; the caller learns no more than that."""
     try:
@@ -119,7 +101,7 @@ def _check_device(user_id: str, org_id: str, device_id: str) -> None:
     except NotFound:
         device = None
     if device is None or device.org_id != org_id:
-        raise _invalid("device_id", "No such device in this organization.")
+        raise invalid("device_id", "No such device in this organization.")
 
 
 def _channels_json(channels: Channels) -> str:
@@ -171,7 +153,7 @@ def create_rule(*, user_id: str, request: CreateAlertRuleRequest) -> AlertRuleMo
             f"This organization has reached its limit of {limit} alert rules.", limit=limit
         )
 
-    with _transaction(explain) as transaction:
+    with dynamo.transaction(explain, changed=_CHANGED) as transaction:
         transaction.save(rule, condition=AlertRuleModel.pk.does_not_exist())
         transaction.save(
             LookupModel(rule_lookup_key(rule_id), LOOKUP, org_id=request.org_id),
@@ -210,7 +192,7 @@ def update_rule(*, user_id: str, rule_id: str, request: UpdateAlertRuleRequest) 
     for field in sent - {"device_id", "channels"}:
         value = getattr(request, field)
         if value is None:
-            raise _invalid(field, f"{field} cannot be null.")
+            raise invalid(field, f"{field} cannot be null.")
     if "device_id" in sent and request.device_id is not None:
         _check_device(user_id, rule.org_id, request.device_id)
     before = {field: getattr(rule, field) for field in (*_CONDITION_FIELDS, "enabled")}
@@ -239,7 +221,7 @@ def update_rule(*, user_id: str, rule_id: str, request: UpdateAlertRuleRequest) 
 def delete_rule(*, user_id: str, rule_id: str) -> None:
     """The rule's open alerts are resolved; alerts stay as history until their TTL."""
     rule = get_rule_for(user_id, rule_id, "admin")
-    with _transaction(lambda: NotFound(_NO_RULE)) as transaction:
+    with dynamo.transaction(lambda: NotFound(_NO_RULE), changed=_CHANGED) as transaction:
         transaction.delete(rule, condition=AlertRuleModel.pk.exists())
         transaction.delete(LookupModel(rule_lookup_key(rule_id), LOOKUP))
         transaction.update(

@@ -50,6 +50,11 @@ class ValidationFailed(KumoError):
     status, slug, title = 422, "validation-error", "Validation failed"
 
 
+def invalid(field: str, message: str) -> ValidationFailed:
+    """A 422 about one field, its message both the detail and the field's error."""
+    return ValidationFailed(message, errors=[{"field": field, "message": message}])
+
+
 class TooManyRequests(KumoError):
     status, slug, title = 429, "too-many-requests", "Too many requests"
 

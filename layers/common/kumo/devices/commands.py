@@ -29,9 +29,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import Condition
 
-from kumo.core import clock
+from kumo.core import clock, dynamo
 from kumo.core.config import get_settings
-from kumo.core.errors import Conflict, KumoError, NotFound, ValidationFailed
+from kumo.core.errors import Conflict, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices import iot, service
@@ -93,19 +93,15 @@ def commands_topic(org_id: str, device_id: str) -> str:
     return f"{iot.topic_root(org_id, device_id)}/commands"
 
 
-def _condition_failed(error: UpdateError) -> bool:
-    return error.cause_response_code == "ConditionalCheckFailedException"
-
-
 def _json_object(value: dict[str, Any], field: str) -> str:
     try:
         encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except ValueError as error:
         message = "NaN and infinities are not JSON."
-        raise ValidationFailed(message, errors=[{"field": field, "message": message}]) from error
+        raise invalid(field, message) from error
     if len(encoded.encode()) > MAX_JSON_BYTES:
         message = f"{field} must be at most {MAX_JSON_BYTES // 1024} KiB of JSON."
-        raise ValidationFailed(message, errors=[{"field": field, "message": message}])
+        raise invalid(field, message)
     return encoded
 
 
@@ -148,7 +144,7 @@ def _observe(command: CommandModel, now: str) -> CommandModel:
             )
             logger.info("command expired", command_id=command.command_id)
         except UpdateError as error:
-            if not _condition_failed(error):
+            if not dynamo.condition_failed(error):
                 raise
             command.refresh(consistent_read=True)
     return command
@@ -282,7 +278,7 @@ def _mark_delivered(command: CommandModel, now: str) -> None:
             condition=(CommandModel.status == "queued") & (CommandModel.expires_at_iso >= now),
         )
     except UpdateError as error:
-        if not _condition_failed(error):
+        if not dynamo.condition_failed(error):
             raise
         command.refresh(consistent_read=True)
 
@@ -293,7 +289,7 @@ def report_result(
     """Record what the device says about one of its own commands (another's is a 404)."""
     if request.status == "delivered" and (request.result is not None or request.error is not None):
         message = "A delivered report carries no result or error."
-        raise ValidationFailed(message, errors=[{"field": "status", "message": message}])
+        raise invalid("status", message)
     result_json = _json_object(request.result, "result") if request.result is not None else None
     command = _find(device_id, command_id)
     for _ in range(_ROUNDS):
@@ -325,7 +321,7 @@ def report_result(
                 & (CommandModel.expires_at_iso >= now),
             )
         except UpdateError as error:
-            if not _condition_failed(error):
+            if not dynamo.condition_failed(error):
                 raise
             command.refresh(consistent_read=True)
             continue

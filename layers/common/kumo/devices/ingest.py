@@ -18,7 +18,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from kumo.alerts.evaluate import evaluate_batches
 from kumo.core import clock
-from kumo.core.errors import ValidationFailed
+from kumo.core.errors import ValidationFailed, invalid
 from kumo.devices import status, telemetry
 from kumo.devices.models import META, DeviceModel, device_key
 from kumo.devices.schemas import ReadingsAccepted
@@ -48,7 +48,7 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
     """POST /api/v1/device/readings: the same validation and storage as MQTT."""
     if size > telemetry.MAX_PAYLOAD_BYTES:
         message = f"The payload must be at most {telemetry.MAX_PAYLOAD_BYTES // 1024} KiB."
-        raise ValidationFailed(message, errors=[{"field": "body", "message": message}])
+        raise invalid("body", message)
     readings, rejections = telemetry.parse_payload(payload, now_ms=_now_ms())
     if rejections:
         logger.info("readings rejected", device_id=device_id, rejected=_rejections(rejections))

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 
 from kumo.core import clock
-from kumo.core.errors import ValidationFailed
+from kumo.core.errors import invalid
 from kumo.devices import service, telemetry
 from kumo.devices.schemas import LatestOut, PointOut, Resolution
 
@@ -17,19 +17,15 @@ MAX_RAW_WINDOW_MS = 7 * 24 * 3600 * 1000
 _METRIC = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
-def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, errors=[{"field": field, "message": message}])
-
-
 def _moment_ms(value: str, field: str) -> int:
     if value.isdigit():
         return int(value)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as error:
-        raise _invalid(field, "Use epoch milliseconds or ISO 8601 with a time zone.") from error
+        raise invalid(field, "Use epoch milliseconds or ISO 8601 with a time zone.") from error
     if moment.tzinfo is None:
-        raise _invalid(field, "An ISO 8601 time needs a time zone, e.g. Z.")
+        raise invalid(field, "An ISO 8601 time needs a time zone, e.g. Z.")
     return int(moment.timestamp() * 1000)
 
 
@@ -46,13 +42,13 @@ def query(
 ) -> tuple[list[PointOut], str | None]:
     service.get_device_for(user_id, device_id, "viewer")
     if not _METRIC.match(metric):
-        raise _invalid("metric", "Metric names are letters, digits, '_', '.', '-' (max 64).")
+        raise invalid("metric", "Metric names are letters, digits, '_', '.', '-' (max 64).")
     end_ms = _moment_ms(end, "to") if end else int(clock.now() * 1000)
     start_ms = _moment_ms(start, "from") if start else end_ms - DEFAULT_WINDOW_MS
     if start_ms > end_ms:
-        raise _invalid("from", "'from' must not be after 'to'.")
+        raise invalid("from", "'from' must not be after 'to'.")
     if resolution == "raw" and end_ms - start_ms > MAX_RAW_WINDOW_MS:
-        raise _invalid("from", "Raw readings cover at most 7 days per query; use 1m, 1h or 1d.")
+        raise invalid("from", "Raw readings cover at most 7 days per query; use 1m, 1h or 1d.")
     points, next_cursor = telemetry.query_readings(
         device_id=device_id,
         metric=metric,

@@ -8,17 +8,14 @@ A device principal reaches only its own item, through the device-facing routes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
-from pynamodb.transactions import TransactWrite
+from pynamodb.exceptions import DoesNotExist
 
-from kumo.core import aws, clock
+from kumo.core import clock, dynamo
 from kumo.core.config import get_settings
-from kumo.core.errors import Conflict, KumoError, NotFound, ValidationFailed
+from kumo.core.errors import Conflict, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices import iot, keys
@@ -41,23 +38,14 @@ from kumo.orgs.service import require_org_role
 
 logger = Logger(child=True)
 
+_CHANGED = "The device changed meanwhile; try again."
+
 MAX_CONFIG_BYTES = 16 * 1024
 _NO_DEVICE = "No such device."
 
 
 class DeviceLimitReached(Conflict):
     slug, title = "device-limit-reached", "Device limit reached"
-
-
-@contextmanager
-def _transaction(explain: Callable[[], KumoError | None]) -> Iterator[TransactWrite]:
-    try:
-        with TransactWrite(connection=aws.dynamodb()) as transaction:
-            yield transaction
-    except TransactWriteError as error:
-        if error.cause_response_code != "TransactionCanceledException":
-            raise
-        raise (explain() or Conflict("The device changed meanwhile; try again.")) from error
 
 
 def _find(device_id: str) -> DeviceModel | None:
@@ -159,7 +147,7 @@ def register_device(
         )
 
     try:
-        with _transaction(explain) as transaction:
+        with dynamo.transaction(explain, changed=_CHANGED) as transaction:
             transaction.save(device, condition=DeviceModel.pk.does_not_exist())
             transaction.update(
                 DeviceCountModel(org_key(request.org_id), DEVICE_COUNT),
@@ -211,7 +199,7 @@ def delete_device(*, user_id: str, device_id: str) -> None:
     device = get_device_for(user_id, device_id, "admin")
     if device.thing_name and device.certificate_id:
         iot.delete_identity(device.thing_name, device.certificate_id)
-    with _transaction(lambda: NotFound(_NO_DEVICE)) as transaction:
+    with dynamo.transaction(lambda: NotFound(_NO_DEVICE), changed=_CHANGED) as transaction:
         transaction.delete(device, condition=DeviceModel.pk.exists())
         transaction.update(
             DeviceCountModel(org_key(device.org_id), DEVICE_COUNT),
@@ -240,7 +228,7 @@ def _config_json(config: dict[str, Any]) -> str:
     encoded = json.dumps(config, sort_keys=True, separators=(",", ":"))
     if len(encoded.encode()) > MAX_CONFIG_BYTES:
         message = f"The config must be at most {MAX_CONFIG_BYTES // 1024} KiB of JSON."
-        raise ValidationFailed(message, errors=[{"field": "config", "message": message}])
+        raise invalid("config", message)
     return encoded
 
 
@@ -263,7 +251,7 @@ def report_config(*, device_id: str, version: int, config: dict[str, Any]) -> De
     device = get_own_device(device_id)
     if version > int(device.config_version):
         message = f"Version {version} was never set; the latest is {int(device.config_version)}."
-        raise ValidationFailed(message, errors=[{"field": "version", "message": message}])
+        raise invalid("version", message)
     device.update(
         actions=[
             DeviceModel.reported_config_json.set(_config_json(config)),

@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
-from kumo.core import clock, events
+from kumo.core import clock, dynamo, events
 from kumo.core.config import get_settings
 from kumo.devices.models import (
     META,
@@ -36,10 +36,6 @@ STATUS_CHANGED = "device.status_changed"
 # silence is minutes, so a minute of staleness in last_seen_at changes no status.
 SEEN_WRITE_INTERVAL_SECONDS = 60.0
 _marked_at: dict[str, float] = {}
-
-
-def _condition_failed(error: UpdateError) -> bool:
-    return error.cause_response_code == "ConditionalCheckFailedException"
 
 
 def _announce(device: DeviceModel, *, status: str, at: str) -> None:
@@ -67,7 +63,7 @@ def mark_seen(device_ids: set[str]) -> None:
             _marked_at[device_id] = moment
             continue
         except UpdateError as error:
-            if not _condition_failed(error):
+            if not dynamo.condition_failed(error):
                 raise
         try:
             # Not online before (or deleted): the transition, which the bus hears about.
@@ -80,7 +76,7 @@ def mark_seen(device_ids: set[str]) -> None:
                 condition=DeviceModel.pk.exists() & (DeviceModel.status != "online"),
             )
         except UpdateError as error:
-            if not _condition_failed(error):
+            if not dynamo.condition_failed(error):
                 raise
             # Deleted meanwhile, or another batch made it online first: nothing to announce.
             logger.info("device status unchanged", device_id=device_id)
@@ -120,7 +116,7 @@ def mark_silent_offline(now: datetime | None = None) -> OfflineReport:
                 condition=(DeviceModel.status == "online") & (DeviceModel.last_seen_at < cutoff),
             )
         except UpdateError as error:
-            if not _condition_failed(error):
+            if not dynamo.condition_failed(error):
                 raise
             continue
         marked += 1

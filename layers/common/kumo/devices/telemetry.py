@@ -63,7 +63,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from kumo.core import aws
-from kumo.core.errors import BadRequest, KumoError, ValidationFailed
+from kumo.core.errors import BadRequest, KumoError, invalid
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices.telemetry_models import (
     BUCKET_MS,
@@ -208,10 +208,6 @@ class LatestValue:
 # --- parsing --------------------------------------------------------------------------------
 
 
-def _invalid(field_name: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, errors=[{"field": field_name, "message": message}])
-
-
 def decode_payload(raw: str | bytes) -> object:
     """The JSON a device sent, refused before parsing when it is over MAX_PAYLOAD_BYTES."""
     data = raw.encode() if isinstance(raw, str) else raw
@@ -220,7 +216,7 @@ def decode_payload(raw: str | bytes) -> object:
     try:
         decoded: object = json.loads(data)
     except (ValueError, RecursionError) as error:
-        raise _invalid("payload", "The payload is not valid JSON.") from error
+        raise invalid("payload", "The payload is not valid JSON.") from error
     return decoded
 
 
@@ -229,7 +225,7 @@ def parse_payload(payload: object, *, now_ms: int) -> tuple[list[Reading], list[
 
     A payload that is not the contract's shape at all raises ValidationFailed."""
     if not isinstance(payload, dict):
-        raise _invalid("payload", "The payload must be a JSON object.")
+        raise invalid("payload", "The payload must be a JSON object.")
     batch = "readings" in payload
     unknown = sorted(
         str(key)
@@ -237,13 +233,13 @@ def parse_payload(payload: object, *, now_ms: int) -> tuple[list[Reading], list[
         if key not in _ENVELOPE_KEYS and key not in ({"readings"} if batch else _READING_KEYS)
     )
     if unknown:
-        raise _invalid(unknown[0][:64], f"Unknown field {unknown[0][:64]!r}.")
+        raise invalid(unknown[0][:64], f"Unknown field {unknown[0][:64]!r}.")
     if batch:
         entries = payload["readings"]
         if not isinstance(entries, list):
-            raise _invalid("readings", "readings must be a list of readings.")
+            raise invalid("readings", "readings must be a list of readings.")
         if len(entries) > MAX_READINGS:
-            raise _invalid("readings", f"A batch holds at most {MAX_READINGS} readings.")
+            raise invalid("readings", f"A batch holds at most {MAX_READINGS} readings.")
     else:
         entries = [{key: payload[key] for key in _READING_KEYS if key in payload}]
 
@@ -929,14 +925,14 @@ def query_readings(
     message, not by reading. Rollups: one point per bucket whose start lies in
     [start rounded down to the bucket, end]. `limit` counts points."""
     if not _METRIC_NAME.fullmatch(metric):
-        raise _invalid("metric", "No such metric name.")
+        raise invalid("metric", "No such metric name.")
     if start_ms > end_ms:
-        raise _invalid("start", "start must not be after end.")
+        raise invalid("start", "start must not be after end.")
     page_size = clamp_limit(limit)
     if resolution == "raw":
         return _query_raw(device_id, metric, start_ms, end_ms, page_size, cursor)
     if resolution not in BUCKET_MS:
-        raise _invalid("resolution", "resolution is one of raw, 1m, 1h, 1d.")
+        raise invalid("resolution", "resolution is one of raw, 1m, 1h, 1d.")
     return _query_rollups(device_id, metric, start_ms, end_ms, resolution, page_size, cursor)
 
 

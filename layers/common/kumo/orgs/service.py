@@ -6,16 +6,14 @@ caller who is not a member gets the same 404 as for an org that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
-from kumo.core import aws, clock
+from kumo.core import clock, dynamo
 from kumo.core.config import get_settings
-from kumo.core.errors import Conflict, Forbidden, KumoError, NotFound
+from kumo.core.dynamo import Explain
+from kumo.core.errors import Forbidden, KumoError, NotFound
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.identity import tokens
@@ -44,34 +42,14 @@ from kumo.orgs.schemas import InvitableRole, OrgRole
 
 logger = Logger(child=True)
 
+_CHANGED = "The organization changed while this request ran; try again."
+
 ROLE_RANK: dict[str, int] = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
 MAX_OWNED_ORGS = 10
 INVITATION_SECONDS = 7 * 24 * 3600
 _MAX_USER_ID = 128
 _NO_ORG = "No such organization."
 _INVALID_INVITATION = "The invitation is unknown, already used, revoked or expired."
-
-# Called after a transaction was cancelled: re-reads and names the rule it broke, or None.
-Explain = Callable[[], KumoError | None]
-
-
-@contextmanager
-def _transaction(explain: Explain) -> Iterator[TransactWrite]:
-    """A write transaction whose cancellation becomes the problem its conditions guard.
-
-    The conditions decide atomically; only after one failed do we re-read to say which rule
-    the request broke. What explains nothing was a concurrent change: the client retries.
-    """
-    try:
-        with TransactWrite(connection=aws.dynamodb()) as transaction:
-            yield transaction
-    except TransactWriteError as error:
-        if error.cause_response_code != "TransactionCanceledException":
-            raise
-        problem = explain() or Conflict(
-            "The organization changed while this request ran; try again."
-        )
-        raise problem from error
 
 
 # --- memberships and roles ----------------------------------------------------------------
@@ -199,7 +177,9 @@ def _explain_ownership(org_id: str, user_id: str, old: str | None, new: str | No
 
 def _add_member(org_id: str, user_id: str, email: str, role: str) -> MembershipModel:
     membership = _new_membership(org_id, user_id, email, role)
-    with _transaction(_explain_ownership(org_id, user_id, None, role)) as transaction:
+    with dynamo.transaction(
+        _explain_ownership(org_id, user_id, None, role), changed=_CHANGED
+    ) as transaction:
         _write_membership(transaction, membership)
         _change_ownership(transaction, org_id, user_id, None, role)
     return membership
@@ -207,7 +187,9 @@ def _add_member(org_id: str, user_id: str, email: str, role: str) -> MembershipM
 
 def _remove(membership: MembershipModel) -> None:
     org_id, user_id = membership.org_id, membership.user_id
-    with _transaction(_explain_ownership(org_id, user_id, membership.role, None)) as transaction:
+    with dynamo.transaction(
+        _explain_ownership(org_id, user_id, membership.role, None), changed=_CHANGED
+    ) as transaction:
         _delete_membership(transaction, membership)
         _change_ownership(transaction, org_id, user_id, membership.role, None)
 
@@ -240,7 +222,9 @@ def change_member_role(
     old = target.role
     if old == role:
         return target
-    with _transaction(_explain_ownership(org_id, user_id, old, role)) as transaction:
+    with dynamo.transaction(
+        _explain_ownership(org_id, user_id, old, role), changed=_CHANGED
+    ) as transaction:
         transaction.update(
             target, actions=[MembershipModel.role.set(role)], condition=MembershipModel.role == old
         )
@@ -324,7 +308,7 @@ def create_org(*, name: str, owner_id: str, owner_email: str) -> tuple[OrgModel,
             )
         return None
 
-    with _transaction(explain) as transaction:
+    with dynamo.transaction(explain, changed=_CHANGED) as transaction:
         transaction.save(org, condition=OrgModel.pk.does_not_exist())
         _write_membership(transaction, membership)
         # Not _change_ownership: the org item is being created in this same transaction.
@@ -443,7 +427,7 @@ def invite_member(
             return None
         return AlreadyMember("This address already belongs to a member of the organization.")
 
-    with _transaction(explain) as transaction:
+    with dynamo.transaction(explain, changed=_CHANGED) as transaction:
         # Checked inside the transaction, so an invitation accepted meanwhile is seen.
         transaction.condition_check(
             MemberEmailModel,
@@ -500,7 +484,7 @@ def revoke_invitation(*, org_id: str, actor_id: str, invitation_id: str) -> None
         invitation = InvitationModel.get(org_key(org_id), invite_sort_key(invitation_id))
     except DoesNotExist as error:
         raise NotFound("No such invitation.") from error
-    with _transaction(lambda: None) as transaction:
+    with dynamo.transaction(lambda: None, changed=_CHANGED) as transaction:
         _delete_invitation(transaction, invitation)
     logger.info("invitation revoked", org_id=org_id, invitation_id=invitation_id)
 
@@ -528,7 +512,7 @@ def accept_invitation(*, raw_token: str, user_id: str, email: str) -> Membership
             return AlreadyMember("You are already a member of this organization.")
         return InvalidToken(_INVALID_INVITATION)  # spent or revoked while this request ran
 
-    with _transaction(explain) as transaction:
+    with dynamo.transaction(explain, changed=_CHANGED) as transaction:
         _write_membership(transaction, membership)
         # The conditional deletes make the token single use under concurrency.
         transaction.delete(invitation, condition=InvitationModel.pk.exists())

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
-from pynamodb.transactions import TransactWrite
+from pynamodb.exceptions import DoesNotExist
 
-from kumo.core import aws, clock
+from kumo.core import aws, clock, dynamo
 from kumo.core.config import get_settings
-from kumo.core.errors import Conflict, KumoError, NotFound, ValidationFailed
+from kumo.core.errors import KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.tasks import webhook
@@ -50,6 +47,8 @@ from kumo.tasks.schemas import (
 
 logger = Logger(child=True)
 
+_CHANGED = "The task changed while this request ran; try again."
+
 MAX_BODY_BYTES = 64 * 1024
 _NO_TASK = "No such scheduled task."
 
@@ -57,19 +56,15 @@ _NO_TASK = "No such scheduled task."
 # --- validation ---------------------------------------------------------------------------
 
 
-def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, errors=[{"field": field, "message": message}])
-
-
 def _checked_schedule(expression: str, timezone: str) -> Schedule:
     try:
         schedule = parse_schedule(expression, timezone)
     except ScheduleError as error:
         field = "timezone" if isinstance(error, TimeZoneError) else "schedule"
-        raise _invalid(field, str(error)) from error
+        raise invalid(field, str(error)) from error
     minimum = get_settings().schedule_min_interval_seconds
     if schedule.min_gap_seconds() < minimum:
-        raise _invalid("schedule", f"Runs must be at least {minimum} seconds apart.")
+        raise invalid("schedule", f"Runs must be at least {minimum} seconds apart.")
     return schedule
 
 
@@ -77,24 +72,24 @@ def _checked_url(url: str) -> str:
     try:
         return webhook.check_target(url, allow_loopback=get_settings().webhook_allow_loopback)
     except webhook.UnsafeTarget as error:
-        raise _invalid("url", str(error)) from error
+        raise invalid("url", str(error)) from error
 
 
 def _checked_headers(headers: dict[str, str]) -> str:
     try:
         return json.dumps(webhook.check_headers(headers), sort_keys=True)
     except ValueError as error:
-        raise _invalid("headers", str(error)) from error
+        raise invalid("headers", str(error)) from error
 
 
 def _checked_body(method: str, body: Any) -> str | None:
     if body is None:
         return None
     if method == "GET":
-        raise _invalid("body", "A GET request carries no body; use POST, PUT or PATCH.")
+        raise invalid("body", "A GET request carries no body; use POST, PUT or PATCH.")
     encoded = json.dumps(body, separators=(",", ":"))
     if len(encoded.encode()) > MAX_BODY_BYTES:
-        raise _invalid("body", f"The body must be at most {MAX_BODY_BYTES // 1024} KiB of JSON.")
+        raise invalid("body", f"The body must be at most {MAX_BODY_BYTES // 1024} KiB of JSON.")
     return encoded
 
 
@@ -102,7 +97,7 @@ def _first_slot(schedule: Schedule) -> datetime:
     try:
         return schedule.first_slot(_now())
     except ScheduleError as error:
-        raise _invalid("schedule", str(error)) from error
+        raise invalid("schedule", str(error)) from error
 
 
 def url_digest(normalised_url: str) -> str:
@@ -198,21 +193,6 @@ def run_out(run: RunModel) -> RunOut:
 # --- writing ------------------------------------------------------------------------------
 
 
-@contextmanager
-def _transaction(explain: Callable[[], KumoError | None]) -> Iterator[TransactWrite]:
-    """A write transaction whose cancellation becomes the rule it broke (see kumo.orgs)."""
-    try:
-        with TransactWrite(connection=aws.dynamodb()) as transaction:
-            yield transaction
-    except TransactWriteError as error:
-        if error.cause_response_code != "TransactionCanceledException":
-            raise
-        problem: KumoError = explain() or Conflict(
-            "The task changed while this request ran; try again."
-        )
-        raise problem from error
-
-
 def _existing_for_url(owner_id: str, digest: str) -> str | None:
     try:
         return str(UrlClaimModel.get(owner_key(owner_id), url_claim_key(digest)).task_id)
@@ -280,7 +260,7 @@ def create_task(
         )
 
     counter = TaskCountModel(owner_key(owner_id), COUNT)
-    with _transaction(explain) as transaction:
+    with dynamo.transaction(explain, changed=_CHANGED) as transaction:
         transaction.save(task, condition=ScheduledTaskModel.pk.does_not_exist())
         transaction.save(
             UrlClaimModel(owner_key(owner_id), url_claim_key(digest), task_id=task_id),
@@ -345,7 +325,7 @@ def update_task(
             return _duplicate(found)
         return None
 
-    with _transaction(explain) as transaction:
+    with dynamo.transaction(explain, changed=_CHANGED) as transaction:
         # Guarded by updated_at: a concurrent edit makes this one fail rather than vanish.
         transaction.save(task, condition=ScheduledTaskModel.updated_at == previous_updated_at)
         if new_digest != old_digest:
@@ -364,7 +344,7 @@ def update_task(
 def delete_task(*, owner_id: str, task_id: str) -> None:
     """Runs and slot claims stay until their TTL: the log outlives the task briefly."""
     task = get_task(owner_id=owner_id, task_id=task_id)
-    with _transaction(lambda: NotFound(_NO_TASK)) as transaction:
+    with dynamo.transaction(lambda: NotFound(_NO_TASK), changed=_CHANGED) as transaction:
         transaction.delete(task, condition=ScheduledTaskModel.owner_id == owner_id)
         transaction.delete(UrlClaimModel(owner_key(owner_id), url_claim_key(url_digest(task.url))))
         transaction.update(

@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from kumo.core import aws, clock
 from kumo.core.config import get_settings
-from kumo.core.errors import NotFound, ValidationFailed
+from kumo.core.errors import NotFound, ValidationFailed, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.tasks import webhook
 from kumo.tasks.models import EmailTaskModel, WebhookTaskModel, task_key
@@ -109,11 +109,9 @@ def enqueue_webhook(
         checked_url = webhook.check_target(url, allow_loopback=settings.webhook_allow_loopback)
         checked_headers = webhook.check_headers(headers)
     except webhook.UnsafeTarget as error:
-        problem = [{"field": "url", "message": str(error)}]
-        raise ValidationFailed(str(error), errors=problem) from error
+        raise invalid("url", str(error)) from error
     except ValueError as error:
-        problem = [{"field": "headers", "message": str(error)}]
-        raise ValidationFailed(str(error), errors=problem) from error
+        raise invalid("headers", str(error)) from error
     task_id, secret = new_id(), secret or webhook.new_secret()
     WebhookTaskModel(
         pk=task_key(task_id),
