@@ -51,6 +51,7 @@ def _configure(endpoints: dict[str, Any]) -> None:
         DEVICES_TABLE=f"kumo-{stage}-devices",
         TELEMETRY_TABLE=f"kumo-{stage}-telemetry",
         ALERTS_TABLE=f"kumo-{stage}-alerts",
+        DATA_BUCKET=f"kumo-{stage}-data-000000000000",
         EVENT_BUS_NAME=f"kumo-{stage}",
         MAIL_QUEUE_URL=f"{queues}-mail",
         MAIL_DLQ_URL=f"{queues}-mail-dlq",

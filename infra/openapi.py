@@ -47,6 +47,7 @@ DUMMY_ENVIRONMENT = {
     "DEVICES_TABLE": "kumo-openapi-devices",
     "TELEMETRY_TABLE": "kumo-openapi-telemetry",
     "ALERTS_TABLE": "kumo-openapi-alerts",
+    "DATA_BUCKET": "kumo-openapi-data",
     "EVENT_BUS_NAME": "kumo-openapi",
     "MAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail",
     "MAIL_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail-dlq",

@@ -42,6 +42,7 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         DEVICES_TABLE=f"kumo-{STAGE}-devices",
         TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
         ALERTS_TABLE=f"kumo-{STAGE}-alerts",
+        DATA_BUCKET=f"kumo-{STAGE}-data-000000000000",
         EVENT_BUS_NAME=f"kumo-{STAGE}",
         MAIL_QUEUE_URL=queue_url,
         MAIL_DLQ_URL=f"{queue_url}-dlq",

@@ -34,6 +34,7 @@ os.environ.update(
     DEVICES_TABLE=f"kumo-{STAGE}-devices",
     TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
     ALERTS_TABLE=f"kumo-{STAGE}-alerts",
+    DATA_BUCKET=f"kumo-{STAGE}-data-123456789012",
     EVENT_BUS_NAME=f"kumo-{STAGE}",
     MAIL_QUEUE_URL=QUEUE_URL,
     MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",

@@ -28,6 +28,8 @@ class Settings:
     devices_table: str
     telemetry_table: str
     alerts_table: str
+    # Telemetry archives (archive/) and CSV exports (exports/).
+    data_bucket: str
     mail_queue_url: str
     mail_dead_letter_url: str
     webhook_queue_url: str
@@ -67,6 +69,7 @@ def get_settings() -> Settings:
         devices_table=_require("DEVICES_TABLE", missing),
         telemetry_table=_require("TELEMETRY_TABLE", missing),
         alerts_table=_require("ALERTS_TABLE", missing),
+        data_bucket=_require("DATA_BUCKET", missing),
         mail_queue_url=_require("MAIL_QUEUE_URL", missing),
         mail_dead_letter_url=_require("MAIL_DLQ_URL", missing),
         webhook_queue_url=_require("WEBHOOK_QUEUE_URL", missing),
