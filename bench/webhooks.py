@@ -52,6 +52,8 @@ def _configure(endpoints: dict[str, Any]) -> None:
         TELEMETRY_TABLE=f"kumo-{stage}-telemetry",
         ALERTS_TABLE=f"kumo-{stage}-alerts",
         DATA_BUCKET=f"kumo-{stage}-data-000000000000",
+        CONNECTIONS_TABLE=f"kumo-{stage}-connections",
+        WEBSOCKET_MANAGEMENT_URL=endpoints["websocket"].replace("ws://", "http://", 1),
         EVENT_BUS_NAME=f"kumo-{stage}",
         MAIL_QUEUE_URL=f"{queues}-mail",
         MAIL_DLQ_URL=f"{queues}-mail-dlq",

@@ -48,6 +48,8 @@ DUMMY_ENVIRONMENT = {
     "TELEMETRY_TABLE": "kumo-openapi-telemetry",
     "ALERTS_TABLE": "kumo-openapi-alerts",
     "DATA_BUCKET": "kumo-openapi-data",
+    "CONNECTIONS_TABLE": "kumo-openapi-connections",
+    "WEBSOCKET_MANAGEMENT_URL": "https://ws.execute-api.us-east-1.amazonaws.com/openapi",
     "EVENT_BUS_NAME": "kumo-openapi",
     "MAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail",
     "MAIL_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail-dlq",

@@ -25,13 +25,14 @@ DEMO_DEVICES = (("Greenhouse sensor", "climate-sensor"), ("Freezer probe", "temp
 
 
 def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
-    from infra.local.stack import MAIL_SENDER, ROOT, STAGE
+    from infra.local.stack import MAIL_SENDER, ROOT, STAGE, stack_outputs
 
     credentials = stack.state_dir / "demo-credentials.json"
     if not credentials.exists():
         passwords = {role: f"Kumo-{secrets.token_hex(6)}-9z" for role in ("admin", "user")}
         credentials.write_text(json.dumps(passwords))
         credentials.chmod(0o600)
+    websocket_api = (stack_outputs(stack) or {}).get("WebSocketApiId", "")
     env = stack.aws_env()
     queue_url = f"{stack.gateway}/000000000000/kumo-{STAGE}-mail"
     env.update(
@@ -43,6 +44,8 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
         ALERTS_TABLE=f"kumo-{STAGE}-alerts",
         DATA_BUCKET=f"kumo-{STAGE}-data-000000000000",
+        CONNECTIONS_TABLE=f"kumo-{STAGE}-connections",
+        WEBSOCKET_MANAGEMENT_URL=f"{stack.gateway}/_aws/execute-api/{websocket_api}/{STAGE}",
         EVENT_BUS_NAME=f"kumo-{STAGE}",
         MAIL_QUEUE_URL=queue_url,
         MAIL_DLQ_URL=f"{queue_url}-dlq",

@@ -239,6 +239,8 @@ def parameter_overrides(stack: Stack) -> list[str]:
         # Test receivers listen on 127.0.0.1, and short retry delays keep feedback quick.
         "AllowLoopbackWebhooks=true",
         "WebhookBackoffSeconds=2",
+        # post_to_connection reaches the engine only under this path (docs/adr/0004).
+        f"WebSocketManagementBase={stack.gateway}/_aws/execute-api",
     ]
 
 
@@ -288,7 +290,7 @@ def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
 
     # 1. TimeToLiveSpecification of every table.
     dynamodb = _client(stack, "dynamodb")
-    for name in ("identity", "orgs", "tasks", "devices", "telemetry", "alerts"):
+    for name in ("identity", "orgs", "tasks", "devices", "telemetry", "alerts", "connections"):
         table = f"kumo-{STAGE}-{name}"
         described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         if described.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
@@ -338,6 +340,8 @@ def endpoints(stack: Stack, outputs: dict[str, str]) -> dict[str, str]:
         "region": REGION,
         "stage": outputs["Stage"],
         "api_id": outputs["ApiId"],
+        "websocket": f"ws://127.0.0.1:{stack.port}/_aws/execute-api/"
+        f"{outputs['WebSocketApiId']}/{outputs['Stage']}",
     }
 
 
@@ -396,8 +400,8 @@ def stop_simulator(stack: Stack) -> bool:
 
 def _print_summary(result: dict[str, Any], endpoints_file: Path) -> None:
     log("the local stack is up")
-    for key in ("api", "health", "openapi", "outbox", "gateway"):
-        log(f"  {key:8} {result[key]}")
+    for key in ("api", "health", "openapi", "websocket", "outbox", "gateway"):
+        log(f"  {key:9} {result[key]}")
     demo = result.get("demo")
     if demo:
         log(f"  demo organization: {demo['org_name']} ({demo['org_id']})")

@@ -35,6 +35,8 @@ os.environ.update(
     TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
     ALERTS_TABLE=f"kumo-{STAGE}-alerts",
     DATA_BUCKET=f"kumo-{STAGE}-data-123456789012",
+    CONNECTIONS_TABLE=f"kumo-{STAGE}-connections",
+    WEBSOCKET_MANAGEMENT_URL="https://ws.execute-api.us-east-1.amazonaws.com/test",
     EVENT_BUS_NAME=f"kumo-{STAGE}",
     MAIL_QUEUE_URL=QUEUE_URL,
     MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",

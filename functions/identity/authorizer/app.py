@@ -1,4 +1,5 @@
-"""REST API Lambda authorizer: bearer JWT or session cookie -> principal in the request context."""
+"""The Lambda authorizer of the REST API and of WebSocket handshakes: a bearer JWT, the session
+cookie or a device key (or `?token=` on a handshake) -> principal in the request context."""
 
 from typing import Any
 
@@ -13,7 +14,12 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        principal = authn.authenticate(event.get("headers") or {})
+        headers = event.get("headers") or {}
+        if event["methodArn"].endswith("/$connect"):  # the WebSocket API's handshake
+            query = event.get("queryStringParameters") or {}
+            principal = authn.authenticate_handshake(headers, query)
+        else:
+            principal = authn.authenticate(headers)
     except Unauthorized as error:
         logger.info("request refused", reason=error.detail)
         # The exact message API Gateway maps to a 401 (any other error is a 500).

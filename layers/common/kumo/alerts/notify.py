@@ -1,5 +1,5 @@
 """What goes out when an alert opens or resolves: `alert.triggered` / `alert.resolved` on the
-bus, e-mails through the tasks context, and (later) the WebSocket channel.
+bus, e-mails through the tasks context, and the org's WebSocket `alerts` subscribers.
 
 Loaded only when an alert changes state, so ingestion's cold start does not pay for the
 tasks, orgs and devices services it calls.
@@ -18,6 +18,7 @@ from kumo.core.config import get_settings
 from kumo.core.errors import NotFound
 from kumo.devices import service as devices
 from kumo.orgs import service as orgs
+from kumo.realtime import fanout
 from kumo.tasks.service import enqueue_email
 
 logger = Logger(child=True)
@@ -93,13 +94,39 @@ def announce_resolved(
             "resolved_at": resolved_at,
         },
     )
+    # Resolutions reach every alerts subscriber, whatever the rule's channels, so a live list
+    # of open alerts loaded over HTTP can drop them.
+    fanout.publish_alert(
+        org_id,
+        {
+            "state": "resolved",
+            "alert_id": alert_id,
+            "device_id": device_id,
+            "rule_id": rule_id,
+            "resolved_value": None if value is None else number(value),
+            "reason": reason,
+            "resolved_at": resolved_at,
+        },
+    )
 
 
 def notify_websocket(alert: AlertModel) -> None:
-    """The rule's WebSocket channel. The WebSocket API (connections, subscriptions to
-    alerts, fan-out through the management API) is a later piece of work; until it exists
-    this hook only records that a push was due."""
-    logger.info("websocket channel not built yet", alert_id=alert.alert_id, org_id=alert.org_id)
+    """The rule's WebSocket channel: the org's `alerts` subscribers get the alert at once."""
+    fanout.publish_alert(
+        alert.org_id,
+        {
+            "state": "open",
+            "alert_id": alert.alert_id,
+            "device_id": alert.device_id,
+            "rule_id": alert.rule_id,
+            "metric": alert.metric,
+            "comparison": alert.comparison,
+            "value": number(alert.value),
+            "threshold": number(alert.threshold),
+            "severity": alert.severity,
+            "triggered_at": alert.triggered_at,
+        },
+    )
 
 
 def _recipients(org_id: str, email: object) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -31,3 +31,14 @@ def dynamodb() -> Connection:
     from kumo.core.config import get_settings
 
     return Connection(region=get_settings().region)
+
+
+@cache
+def websocket() -> Any:
+    """API Gateway's management API for the WebSocket API: its endpoint is the API's own URL
+    on AWS and the engine's /_aws/execute-api path locally (WEBSOCKET_MANAGEMENT_URL)."""
+    from kumo.core.config import get_settings
+
+    return boto3.client(
+        "apigatewaymanagementapi", endpoint_url=get_settings().websocket_management_url
+    )

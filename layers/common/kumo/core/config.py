@@ -30,6 +30,11 @@ class Settings:
     alerts_table: str
     # Telemetry archives (archive/) and CSV exports (exports/).
     data_bucket: str
+    connections_table: str
+    # Where functions post to WebSocket connections: https://<api>.execute-api.<region>.
+    # amazonaws.com/<stage> on AWS, the engine's /_aws/execute-api/<api>/<stage> locally.
+    websocket_management_url: str
+    subscriptions_per_connection: int
     mail_queue_url: str
     mail_dead_letter_url: str
     webhook_queue_url: str
@@ -70,6 +75,9 @@ def get_settings() -> Settings:
         telemetry_table=_require("TELEMETRY_TABLE", missing),
         alerts_table=_require("ALERTS_TABLE", missing),
         data_bucket=_require("DATA_BUCKET", missing),
+        connections_table=_require("CONNECTIONS_TABLE", missing),
+        websocket_management_url=_require("WEBSOCKET_MANAGEMENT_URL", missing),
+        subscriptions_per_connection=int(os.environ.get("SUBSCRIPTIONS_PER_CONNECTION", "50")),
         mail_queue_url=_require("MAIL_QUEUE_URL", missing),
         mail_dead_letter_url=_require("MAIL_DLQ_URL", missing),
         webhook_queue_url=_require("WEBHOOK_QUEUE_URL", missing),

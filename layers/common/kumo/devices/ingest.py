@@ -1,10 +1,10 @@
 """Telemetry ingestion: the SQS batch the IoT topic rule fills, and the device HTTP route.
 
 Both paths end in kumo.devices.telemetry.store_batches, then evaluate the alert rules on what
-they stored (kumo.alerts.evaluate). Bad readings are rejected and logged one by one; the
-good readings beside them are kept. The topic names the org and the
-device, and is checked against the registry: a message for a device that does not exist,
-or that names another org than the device's own, is dropped.
+they stored (kumo.alerts.evaluate) and push it to WebSocket subscribers (kumo.realtime.fanout).
+Bad readings are rejected and logged one by one; the good readings beside them are kept. The
+topic names the org and the device, and is checked against the registry: a message for a
+device that does not exist, or that names another org than the device's own, is dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from kumo.core.errors import ValidationFailed, invalid
 from kumo.devices import status, telemetry
 from kumo.devices.models import META, DeviceModel, device_key
 from kumo.devices.schemas import ReadingsAccepted
+from kumo.realtime import fanout
 
 logger = Logger(child=True)
 
@@ -58,6 +59,7 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
     report = telemetry.store_batches([batch])
     # Duplicates too: alert transitions are conditional, so evaluating them again is harmless.
     evaluate_batches([batch])
+    fanout.publish_readings([batch])
     status.mark_seen({device_id})
     return ReadingsAccepted(
         accepted=report.stored, duplicates=report.duplicates, rejected=_rejections(rejections)
@@ -113,6 +115,7 @@ def ingest_records(records: list[dict[str, Any]]) -> IngestReport:
     if batches:
         stored = telemetry.store_batches(batches)
         evaluate_batches(batches)
+        fanout.publish_readings(batches)
         report.accepted, report.duplicates = stored.stored, stored.duplicates
         report.write_units = stored.write_units
         status.mark_seen({b.device_id for b in batches})

@@ -26,6 +26,7 @@ from kumo.devices.models import (
     online_shard,
     online_sort_key,
 )
+from kumo.realtime import fanout
 
 logger = Logger(child=True)
 
@@ -45,6 +46,7 @@ def _announce(device: DeviceModel, *, status: str, at: str) -> None:
         detail_type=STATUS_CHANGED,
         detail={"device_id": device.device_id, "org_id": device.org_id, "status": status, "at": at},
     )
+    fanout.publish_status(device.org_id, device.device_id, status, at)
 
 
 def mark_seen(device_ids: set[str]) -> None:

@@ -57,3 +57,15 @@ def authenticate(headers: Mapping[str, str]) -> Principal:
         roles=(str(claims["role"]),),
         email=str(claims.get("email", "")),
     )
+
+
+def authenticate_handshake(
+    headers: Mapping[str, str], query: Mapping[str, str] | None
+) -> Principal:
+    """A WebSocket handshake: the same credentials, or `?token=<access token>` for browsers,
+    whose WebSocket API cannot set headers (and whose cookie only reaches the API's own
+    domain). A header, when present, wins."""
+    token = (query or {}).get("token", "")
+    if token and not _header(headers, "authorization"):
+        headers = {**headers, "authorization": f"Bearer {token}"}
+    return authenticate(headers)

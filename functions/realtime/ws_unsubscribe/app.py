@@ -1,0 +1,21 @@
+"""WebSocket `unsubscribe`: leave a channel joined with `subscribe`."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.core.principal import Principal
+from kumo.realtime import service, socket
+from kumo.realtime.schemas import SubscriptionMessage
+
+logger = Logger()
+
+
+def _unsubscribe(connection_id: str, principal: Principal, body: str | None) -> dict[str, Any]:
+    message = service.parse(body, SubscriptionMessage)
+    return service.unsubscribe(connection_id, principal, message)
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return socket.handle(event, _unsubscribe)

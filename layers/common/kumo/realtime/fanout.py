@@ -1,0 +1,151 @@
+"""Pushing to WebSocket subscribers: readings (one message per device and batch), alerts and
+device status. Called from ingestion, alert evaluation and the offline job, so it imports
+only what a push needs.
+
+The live stream is best effort and at least once: storage has already succeeded when a push
+runs, so a failed push is logged and never fails the caller (a redelivered telemetry batch
+may push its readings twice; clients key them by device and timestamp). A connection that
+API Gateway reports gone is removed with its subscriptions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Final
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from kumo.core import aws
+from kumo.core.clock import utc_iso
+from kumo.realtime.models import (
+    ChannelMemberModel,
+    ConnectionModel,
+    channel_key,
+    connection_key,
+    device_channel,
+    org_channel,
+)
+
+if TYPE_CHECKING:
+    from kumo.devices.telemetry import Batch
+
+logger = Logger(child=True)
+
+# API Gateway refuses frames over 128 KiB; stay well under it.
+MAX_MESSAGE_BYTES: Final = 96 * 1024
+# Posts to one channel's connections run side by side, a few at a time.
+PARALLEL_POSTS: Final = 8
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+
+
+def post(connection_id: str, message: dict[str, Any] | bytes) -> bool:
+    """Send one message; False (and the connection forgotten) when it is gone."""
+    data = message if isinstance(message, bytes) else _encode(message)
+    try:
+        aws.websocket().post_to_connection(ConnectionId=connection_id, Data=data)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "GoneException":
+            raise
+        remove_connection(connection_id)
+        return False
+    return True
+
+
+def remove_connection(connection_id: str) -> int:
+    """Delete a connection, its subscriptions and its channel memberships; how many items."""
+    items = list(ConnectionModel.query(connection_key(connection_id)))
+    channels = [i.sk.removeprefix("SUB#") for i in items if i.sk.startswith("SUB#")]
+    with ConnectionModel.batch_write() as batch:
+        for item in items:
+            batch.delete(item)
+    with ChannelMemberModel.batch_write() as members:
+        for channel in channels:
+            members.delete(ChannelMemberModel(channel_key(channel), connection_id))
+    return len(items) + len(channels)
+
+
+def subscribers(channel: str) -> list[str]:
+    return [m.sk for m in ChannelMemberModel.query(channel_key(channel), attributes_to_get=["sk"])]
+
+
+def broadcast(channel: str, messages: Sequence[dict[str, Any]]) -> int:
+    """Every message to every connection on the channel; how many posts were delivered."""
+    targets = subscribers(channel)
+    if not targets:
+        return 0
+    frames = [_encode(m) for m in messages]
+    jobs = [(target, frame) for target in targets for frame in frames]
+    if len(jobs) == 1:
+        return int(_post_quietly(*jobs[0]))
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_POSTS, len(jobs))) as pool:
+        return sum(pool.map(lambda job: _post_quietly(*job), jobs))
+
+
+def _post_quietly(connection_id: str, frame: bytes) -> bool:
+    try:
+        return post(connection_id, frame)
+    except Exception:  # one bad connection must not stop the others
+        logger.exception("websocket post failed", connection_id=connection_id)
+        return False
+
+
+def _chunks(readings: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for reading in readings:
+        length = len(_encode(reading)) + 1
+        if chunk and size + length > MAX_MESSAGE_BYTES - 512:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(reading)
+        size += length
+    if chunk:
+        yield chunk
+
+
+def publish_readings(batches: Sequence[Batch]) -> int:
+    """One `readings` message per device (split only past the frame limit) to its subscribers."""
+    by_device: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for batch in batches:
+        readings = by_device.setdefault((batch.org_id, batch.device_id), [])
+        readings.extend(
+            {"ts": utc_iso(r.ts_ms / 1000), "metrics": r.metrics} for r in batch.readings
+        )
+    delivered = 0
+    for (org_id, device_id), readings in by_device.items():
+        readings.sort(key=lambda r: str(r["ts"]))
+        messages = [
+            {"event": "readings", "org_id": org_id, "device_id": device_id, "readings": chunk}
+            for chunk in _chunks(readings)
+        ]
+        delivered += _safely(device_channel(org_id, device_id), messages)
+    return delivered
+
+
+def publish_alert(org_id: str, alert: dict[str, Any]) -> int:
+    return _safely(org_channel(org_id, "alerts"), [{"event": "alert", "org_id": org_id, **alert}])
+
+
+def publish_status(org_id: str, device_id: str, status: str, at: str) -> int:
+    message = {
+        "event": "device_status",
+        "org_id": org_id,
+        "device_id": device_id,
+        "status": status,
+        "at": at,
+    }
+    return _safely(org_channel(org_id, "status"), [message])
+
+
+def _safely(channel: str, messages: list[dict[str, Any]]) -> int:
+    try:
+        return broadcast(channel, messages)
+    except Exception:  # the data is stored already; the stream is best effort
+        logger.exception("websocket fan-out failed", channel=channel)
+        return 0

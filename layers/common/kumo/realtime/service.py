@@ -1,0 +1,188 @@
+"""The WebSocket API: connections, subscriptions and the replies to client messages.
+
+A connection belongs to the user the `$connect` authorizer admitted (devices are refused
+there). Subscribing to a device needs the viewer role in the device's org, to an org's alerts
+or device status the viewer role in that org; a stranger gets the same 404 as over HTTP.
+Membership is checked when subscribing: a member removed later keeps the stream until the
+connection ends (at most two hours), as a loaded dashboard would keep its data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+from pynamodb.exceptions import DoesNotExist
+
+from kumo.core import clock
+from kumo.core.config import get_settings
+from kumo.core.dynamo import transaction
+from kumo.core.errors import BadRequest, Conflict, Gone, KumoError, ValidationFailed
+from kumo.core.principal import Principal
+from kumo.devices import service as devices
+from kumo.orgs.service import require_org_role
+from kumo.realtime import fanout
+from kumo.realtime.models import (
+    CONNECTION_TTL_SECONDS,
+    META,
+    ChannelMemberModel,
+    ConnectionModel,
+    channel_key,
+    connection_key,
+    device_channel,
+    org_channel,
+    subscription_sort_key,
+)
+from kumo.realtime.schemas import PingMessage, SubscriptionMessage
+
+logger = Logger(child=True)
+
+
+class SubscriptionLimitReached(Conflict):
+    slug, title = "subscription-limit-reached", "Subscription limit reached"
+
+
+def connect(connection_id: str, principal: Principal) -> None:
+    """Remember who holds the connection (users only: a device key is refused here)."""
+    now = clock.now()
+    ConnectionModel(
+        connection_key(connection_id),
+        META,
+        user_id=principal.user_id,
+        connected_at=clock.utc_iso(now),
+        subscriptions=0,
+        expires_at=int(now) + CONNECTION_TTL_SECONDS,
+    ).save()
+    logger.info("websocket connected", connection_id=connection_id, user_id=principal.user_id)
+
+
+def disconnect(connection_id: str) -> None:
+    removed = fanout.remove_connection(connection_id)
+    logger.info("websocket disconnected", connection_id=connection_id, items=removed)
+
+
+def parse(body: str | None, model: type[SubscriptionMessage] | type[PingMessage]) -> Any:
+    """The client's JSON message as `model`, or a 422 naming the fields at fault."""
+    try:
+        return model.model_validate_json(body or "")
+    except ValidationError as error:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in error.errors(include_url=False)
+        ]
+        raise ValidationFailed("The message is not valid.", errors=errors) from error
+
+
+def _channel(user_id: str, message: SubscriptionMessage) -> tuple[str, dict[str, str]]:
+    """The channel a subscription names, once the user may read it; and what the ack echoes."""
+    if message.channel == "device":
+        assert message.device_id  # the schema requires it for this channel
+        device = devices.get_device_for(user_id, message.device_id, "viewer")
+        target = {"channel": "device", "device_id": device.device_id, "org_id": device.org_id}
+        return device_channel(device.org_id, device.device_id), target
+    assert message.org_id
+    require_org_role(message.org_id, user_id, "viewer")
+    target = {"channel": message.channel, "org_id": message.org_id}
+    return org_channel(message.org_id, message.channel), target
+
+
+def _connection(connection_id: str) -> ConnectionModel:
+    try:
+        return ConnectionModel.get(connection_key(connection_id), META)
+    except DoesNotExist as error:
+        raise Gone("This connection is closed; connect again.") from error
+
+
+def subscribe(
+    connection_id: str, principal: Principal, message: SubscriptionMessage
+) -> dict[str, Any]:
+    """Join the channel; subscribing twice is a no-op. At most `subscriptions_per_connection`."""
+    channel, target = _channel(principal.user_id, message)
+    connection = _connection(connection_id)
+    limit = get_settings().subscriptions_per_connection
+    existing = ConnectionModel.count(
+        connection_key(connection_id), ConnectionModel.sk == subscription_sort_key(channel)
+    )
+    if not existing:
+
+        def explain() -> KumoError | None:
+            current = _connection(connection_id)
+            if current.subscriptions >= limit:
+                return SubscriptionLimitReached(
+                    f"A connection may hold at most {limit} subscriptions.", limit=limit
+                )
+            return None
+
+        with transaction(explain, changed="The connection changed; try again.") as write:
+            write.update(
+                ConnectionModel(connection_key(connection_id), META),
+                actions=[ConnectionModel.subscriptions.add(1)],
+                condition=ConnectionModel.pk.exists() & (ConnectionModel.subscriptions < limit),
+            )
+            write.save(
+                ConnectionModel(
+                    connection_key(connection_id),
+                    subscription_sort_key(channel),
+                    user_id=connection.user_id,
+                    expires_at=connection.expires_at,
+                ),
+                condition=ConnectionModel.sk.does_not_exist(),
+            )
+            write.save(
+                ChannelMemberModel(
+                    channel_key(channel),
+                    connection_id,
+                    user_id=connection.user_id,
+                    expires_at=connection.expires_at,
+                )
+            )
+        logger.info("websocket subscribed", connection_id=connection_id, channel=channel)
+    return _reply("subscribed", message.id, target)
+
+
+def unsubscribe(
+    connection_id: str, principal: Principal, message: SubscriptionMessage
+) -> dict[str, Any]:
+    """Leave the channel; leaving one not joined is a no-op."""
+    channel, target = _channel(principal.user_id, message)
+    _connection(connection_id)
+    subscribed = ConnectionModel.count(
+        connection_key(connection_id), ConnectionModel.sk == subscription_sort_key(channel)
+    )
+    if subscribed:
+        with transaction(lambda: None, changed="The connection changed; try again.") as write:
+            write.delete(
+                ConnectionModel(connection_key(connection_id), subscription_sort_key(channel)),
+                condition=ConnectionModel.sk.exists(),
+            )
+            write.delete(ChannelMemberModel(channel_key(channel), connection_id))
+            write.update(
+                ConnectionModel(connection_key(connection_id), META),
+                actions=[ConnectionModel.subscriptions.add(-1)],
+                condition=ConnectionModel.pk.exists(),
+            )
+    return _reply("unsubscribed", message.id, target)
+
+
+def other_action(body: str | None) -> dict[str, Any]:
+    """The $default route: `ping` answers `pong`, anything else is a 400 naming the actions."""
+    try:
+        action = json.loads(body or "").get("action")
+    except (ValueError, AttributeError):
+        action = None
+    if action != "ping":
+        raise BadRequest(
+            'Unknown action: send {"action": "subscribe" | "unsubscribe" | "ping", ...}.',
+            actions=["subscribe", "unsubscribe", "ping"],
+        )
+    message: PingMessage = parse(body, PingMessage)
+    return _reply("pong", message.id, {"at": clock.utc_iso()})
+
+
+def _reply(event: str, request_id: str | None, fields: dict[str, Any]) -> dict[str, Any]:
+    reply: dict[str, Any] = {"event": event, **fields}
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply
