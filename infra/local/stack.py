@@ -279,12 +279,12 @@ def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
     outputs = stack_outputs(stack)
     if outputs is None:
         raise SystemExit("the stack did not reach a *_COMPLETE state")
-    apply_engine_workarounds(stack, outputs["ApiId"])
+    apply_engine_workarounds(stack, outputs["ApiId"], outputs["WebSocketApiId"])
     marker.write_text(fingerprint)
     return outputs
 
 
-def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
+def apply_engine_workarounds(stack: Stack, api_id: str, websocket_api_id: str) -> None:
     """Set by API what MiniStack ignores in the template (docs/adr/0004-local-engine-gaps.md)."""
     from infra.template import template
 
@@ -315,6 +315,14 @@ def apply_engine_workarounds(stack: Stack, api_id: str) -> None:
         )
     # Gateway responses take effect with the next deployment, as on AWS.
     gateway.create_deployment(restApiId=api_id, stageName=STAGE)
+    # 3. The WebSocket authorizer has no identity source, so a handshake carrying its token in
+    # the query string still reaches it; the engine puts in the Authorization header instead.
+    websocket = _client(stack, "apigatewayv2")
+    for authorizer in websocket.get_authorizers(ApiId=websocket_api_id)["Items"]:
+        if authorizer.get("IdentitySource"):
+            websocket.update_authorizer(
+                ApiId=websocket_api_id, AuthorizerId=authorizer["AuthorizerId"], IdentitySource=[]
+            )
 
 
 def _client(stack: Stack, service: str) -> Any:

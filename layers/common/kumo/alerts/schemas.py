@@ -36,7 +36,8 @@ class Channels(StrictModel):
         description='Addresses to mail (at most 10), or "members": the org\'s owners and admins.',
     )
     websocket: bool = Field(
-        default=False, description="Push to connected clients (the WebSocket API comes later)."
+        default=False,
+        description="Push to the org's `alerts` subscribers on the WebSocket API.",
     )
 
 

@@ -44,23 +44,26 @@ def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
 
 
-def post(connection_id: str, message: dict[str, Any] | bytes) -> bool:
-    """Send one message; False (and the connection forgotten) when it is gone."""
+def post(connection_id: str, message: dict[str, Any] | bytes, *, channel: str = "") -> bool:
+    """Send one message; False, and the connection forgotten, when it is gone."""
     data = message if isinstance(message, bytes) else _encode(message)
     try:
         aws.websocket().post_to_connection(ConnectionId=connection_id, Data=data)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "GoneException":
             raise
-        remove_connection(connection_id)
+        remove_connection(connection_id, also=channel)
         return False
     return True
 
 
-def remove_connection(connection_id: str) -> int:
-    """Delete a connection, its subscriptions and its channel memberships; how many items."""
+def remove_connection(connection_id: str, *, also: str = "") -> int:
+    """Delete a connection, its subscriptions and its channel memberships, plus its membership
+    of `also` (the channel that found it gone, whatever else survived); how many items."""
     items = list(ConnectionModel.query(connection_key(connection_id)))
-    channels = [i.sk.removeprefix("SUB#") for i in items if i.sk.startswith("SUB#")]
+    channels = {i.sk.removeprefix("SUB#") for i in items if i.sk.startswith("SUB#")}
+    if also:
+        channels.add(also)
     with ConnectionModel.batch_write() as batch:
         for item in items:
             batch.delete(item)
@@ -82,14 +85,14 @@ def broadcast(channel: str, messages: Sequence[dict[str, Any]]) -> int:
     frames = [_encode(m) for m in messages]
     jobs = [(target, frame) for target in targets for frame in frames]
     if len(jobs) == 1:
-        return int(_post_quietly(*jobs[0]))
+        return int(_post_quietly(channel, *jobs[0]))
     with ThreadPoolExecutor(max_workers=min(PARALLEL_POSTS, len(jobs))) as pool:
-        return sum(pool.map(lambda job: _post_quietly(*job), jobs))
+        return sum(pool.map(lambda job: _post_quietly(channel, *job), jobs))
 
 
-def _post_quietly(connection_id: str, frame: bytes) -> bool:
+def _post_quietly(channel: str, connection_id: str, frame: bytes) -> bool:
     try:
-        return post(connection_id, frame)
+        return post(connection_id, frame, channel=channel)
     except Exception:  # one bad connection must not stop the others
         logger.exception("websocket post failed", connection_id=connection_id)
         return False
