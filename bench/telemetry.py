@@ -11,6 +11,7 @@ publish for S seconds at R readings/s in all, K readings a message; a reading ho
 and `seq`, which numbers the device's readings so that each one can be found again. The probe
 carries 1 in N of the readings and is the latency sample: a poller asks the readings API for it
 every 100 ms, and a message's latency runs from its publish to the first answer that holds it.
+A WebSocket client subscribed to the probe times the same messages from publish to push.
 A second poller sums the devices' hourly rollup counts every second (readings stored); at the
 end every device's raw readings are paged through to check each `seq` is there exactly once.
 
@@ -57,6 +58,8 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 import requests
 from paho.mqtt.enums import CallbackAPIVersion
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as connect_websocket
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -173,6 +176,7 @@ class Sent:
     # ...and how long before that the previous answer (or the publish) was: the uncertainty.
     seen_within: float | None = None
     first_poll: bool = False  # seen by the first answer after its publish: latency is a bound
+    pushed_at: float | None = None  # probe messages: pushed to the WebSocket subscriber
 
     @property
     def readings(self) -> int:
@@ -311,6 +315,38 @@ def probe_latency(
                     sample.first_poll = previous < sample.published_at
             previous = now
         time.sleep(max(0.0, LATENCY_POLL_SECONDS - (time.monotonic() - cycle)))
+
+
+def subscribe_live(url: str, token: str, device_id: str) -> ClientConnection:
+    """A WebSocket client subscribed to the probe, as a dashboard would be."""
+    require_loopback(url.replace("ws://", "http://", 1))
+    socket = connect_websocket(
+        url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=TIMEOUT_SECONDS
+    )
+    request = {"action": "subscribe", "channel": "device", "device_id": device_id, "id": "bench"}
+    socket.send(json.dumps(request))
+    reply = json.loads(socket.recv(timeout=TIMEOUT_SECONDS))
+    if reply.get("event") != "subscribed":
+        socket.close()
+        raise BenchError(f"the WebSocket subscription failed: {reply}")
+    return socket
+
+
+def watch_pushes(socket: ClientConnection, sent: list[Sent], stop: threading.Event) -> None:
+    """Stamp each probe message when the reading that ends it is pushed."""
+    while not stop.is_set():
+        try:
+            frame = socket.recv(timeout=0.5)
+        except TimeoutError:
+            continue
+        now = time.time()
+        message = json.loads(frame)
+        if message.get("event") != "readings":
+            continue
+        pushed = {int(r["metrics"]["seq"]) for r in message["readings"] if "seq" in r["metrics"]}
+        for sample in list(sent):
+            if sample.pushed_at is None and sample.last_seq in pushed:
+                sample.pushed_at = now
 
 
 def count_stored(
@@ -745,9 +781,11 @@ def run_pass(
                 stop_publishing.set()
 
         probe = devices[-1]
+        live = subscribe_live(endpoints["websocket"], str(api.token), probe.id)
         with (
             running(probe_latency, poll_api, probe, sent_by_device[probe.index]) as latency_errors,
             running(count_stored, count_api, devices, since_ms, counts) as count_errors,
+            running(watch_pushes, live, sent_by_device[probe.index]) as push_errors,
         ):
             for device, client in zip(devices, clients, strict=True):
                 thread = threading.Thread(target=publisher, args=(device, client), daemon=True)
@@ -769,12 +807,14 @@ def run_pass(
             acked = sum(1 for s in sent if s.info.is_published())
             deadline = time.monotonic() + options.drain_seconds
             while time.monotonic() < deadline:
-                if latency_errors or count_errors:
-                    raise BenchError(f"a poller failed: {(latency_errors or count_errors)[0]}")
+                if latency_errors or count_errors or push_errors:
+                    failed = (latency_errors or count_errors or push_errors)[0]
+                    raise BenchError(f"a poller failed: {failed}")
                 probes_done = all(s.stored_at is not None for s in sent_by_device[probe.index])
                 if counts and counts[-1][1] >= published and probes_done:
                     break
                 time.sleep(0.2)
+        live.close()
         for client in clients:
             client.disconnect()
             client.loop_stop()
@@ -835,6 +875,15 @@ def run_pass(
             )
         else:
             print("  latency    no probe message was seen")
+        pushes = [(s.pushed_at - s.published_at) * 1000 for s in samples if s.pushed_at]
+        if pushes:
+            print(
+                f"  live       publish -> WebSocket subscriber, {len(pushes)} of {len(samples)} "
+                f"probe messages: p50 {percentile(pushes, 50):.0f} ms, "
+                f"p95 {percentile(pushes, 95):.0f} ms, max {max(pushes):.0f} ms"
+            )
+        else:
+            print("  live       no probe message was pushed to the WebSocket subscriber")
 
         # --- what the deployed function did, from its log
         end_ms = int(time.time() * 1000) + 1000
