@@ -175,7 +175,7 @@ class StoreReport:
     # Computed from item sizes by DynamoDB's rules (1 unit per started KB per item, twice in a
     # transaction, a failed condition still charged), whatever the endpoint reports.
     estimated_write_units: float
-    # The strongly consistent reads that spare the min/max and latest writes that would not
+    # The eventually consistent reads that spare the min/max and latest writes that would not
     # change anything (as reported, or 1 unit per started 4 KB per item).
     read_units: float
 
@@ -686,7 +686,7 @@ def _newest_values(parts: Iterable[_Part]) -> dict[str, dict[str, tuple[int, flo
 
 def _apply_extremes_and_latest(chunk: list[_Part], commit: _Commit, meter: _Meter) -> None:
     """Min, max and latest values: idempotent, so outside the transaction, and written only
-    where a strongly consistent read says the chunk beats what is stored (a read costs a
+    where a read says the chunk beats what is stored (an eventually consistent read costs a
     fraction of a write, and most readings set no new extreme). The writes stay conditional:
     a concurrent writer may have moved the value since the read. Duplicates take part, so a
     redelivery repairs an invocation that died right after its transaction.
@@ -844,15 +844,17 @@ def _read_items(
             RequestItems={
                 table_name(): {
                     "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in batch],
-                    # Strong, so a bucket this chunk's transaction just made reads as set.
-                    "ConsistentRead": True,
+                    # Eventually consistent, at half the units: a stale answer only costs a
+                    # write that its condition then refuses, never a wrong value.
+                    "ConsistentRead": False,
                 }
             },
             ReturnConsumedCapacity="TOTAL",
         )
         items = cast(list[dict[str, Any]], response["Responses"].get(table_name(), []))
         misses = len(batch) - len(items)
-        estimate = misses + sum(math.ceil(max(_item_bytes(i), 1) / 4096) for i in items)
+        # Per item 1 unit a started 4 KB (a miss counts 1), halved for an eventual read.
+        estimate = (misses + sum(math.ceil(max(_item_bytes(i), 1) / 4096) for i in items)) / 2
         meter.read(cast(Mapping[str, Any], response), estimate)
         for item in items:
             found[(item["pk"]["S"], item["sk"]["S"])] = item
