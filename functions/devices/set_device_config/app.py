@@ -1,7 +1,8 @@
-"""PUT /api/v1/devices/{device_id}/config: the desired config; each change is a new version."""
+"""PUT /api/v1/devices/{device_id}/config: the desired config; each change is a new version,
+also written to the device's config shadow when it has an IoT thing."""
 
 from kumo.core.api import current_principal, http_handler, make_resolver
-from kumo.devices import service
+from kumo.devices import service, shadow
 from kumo.devices.schemas import DesiredConfigRequest, DeviceConfigOut
 
 app = make_resolver()
@@ -9,7 +10,7 @@ app = make_resolver()
 
 @app.put("/api/v1/devices/<device_id>/config", tags=["devices"])
 def set_device_config(device_id: str, body: DesiredConfigRequest) -> DeviceConfigOut:
-    device = service.set_desired_config(
+    device = shadow.set_desired_config(
         user_id=current_principal(app).user_id, device_id=device_id, config=body.config
     )
     return service.config_out(device)
