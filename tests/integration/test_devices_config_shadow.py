@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 from paho.mqtt.enums import CallbackAPIVersion
 
+from infra.local.simulator import DeviceKey, Fleet, simulate
 from tests.integration.conftest import Api, Outbox, signed_up_user
 
 DEADLINE_SECONDS = 30.0
@@ -269,3 +271,61 @@ def test_bad_config_is_refused_and_changes_nothing(api: Api, fleet: dict[str, An
     assert answer.status_code == 422, answer.text
     assert answer.headers["Content-Type"].startswith("application/problem+json")
     assert api.get(_config_path(fleet), token=fleet["token"]).json() == before
+
+
+def test_simulated_device_obeys_the_config_shadow(
+    api: Api, fleet: dict[str, Any], endpoints: dict[str, Any]
+) -> None:
+    # Given a simulated device with a thing, reading every 2 s
+    token = fleet["token"]
+    registered = api.post(
+        "/api/v1/devices",
+        token=token,
+        json={"org_id": fleet["device"]["org_id"], "name": "sim", "certificate": True},
+    )
+    assert registered.status_code == 201, registered.text
+    device = registered.json()
+    path = f"/api/v1/devices/{device['id']}/config"
+    run = Fleet(
+        org_id=device["org_id"],
+        keys=[DeviceKey(device["id"], device["api_key"], "sim", device["thing_name"])],
+        gateway=endpoints["gateway"],
+        region=endpoints["region"],
+        rate=0.5,
+    )
+    stop, ready, outcome = threading.Event(), threading.Event(), {}
+
+    def play() -> None:
+        try:
+            outcome["totals"] = simulate(run, stop=stop, ready=ready, say=lambda _line: None)
+        except BaseException as error:  # handed to the test thread
+            outcome["error"] = error
+            ready.set()
+
+    thread = threading.Thread(target=play, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(DEADLINE_SECONDS) and "error" not in outcome, outcome
+
+        def applied(version: int) -> dict[str, Any]:
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while True:
+                view: dict[str, Any] = api.get(path, token=token).json()
+                if view["reported_version"] == version:
+                    return view
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"version {version} not reported: {view}")
+                time.sleep(0.2)
+
+        # When a member sets a half-second interval / Then the device applies and reports it
+        first = api.put(path, token=token, json={"config": {"interval_seconds": 0.5}}).json()
+        assert applied(first["version"])["reported"] == {"interval_seconds": 0.5}
+
+        # And an interval out of range is reported as the one it kept
+        bad = api.put(path, token=token, json={"config": {"interval_seconds": 0, "x": 1}}).json()
+        assert applied(bad["version"])["reported"] == {"interval_seconds": 0.5, "x": 1}
+    finally:
+        stop.set()
+        thread.join(DEADLINE_SECONDS)  # every client is disconnected on the way out
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    assert outcome["totals"].configs == 2
