@@ -1,5 +1,6 @@
-"""PUT /api/v1/devices/{device_id}/config: the desired config; each change is a new version,
-also written to the device's config shadow when it has an IoT thing."""
+"""PUT /api/v1/devices/{device_id}/config: the desired config; each change is a new version.
+
+A device with an IoT thing also finds it in its config shadow (kumo.devices.shadow)."""
 
 from kumo.core.api import current_principal, http_handler, make_resolver
 from kumo.devices import service, shadow
