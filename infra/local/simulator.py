@@ -689,7 +689,8 @@ def _loop(
             say(
                 f"{time.strftime('%H:%M:%S')} {connected}/{len(links)} connected | readings "
                 f"+{delta.readings} ({totals.readings}) in +{delta.messages} messages{dropped} | "
-                f"commands +{delta.commands} ({totals.commands}), ignored {totals.ignored}"
+                f"commands +{delta.commands} ({totals.commands}), ignored {totals.ignored} | "
+                f"configs +{delta.configs} ({totals.configs})"
             )
             next_report += fleet.report_every
 
