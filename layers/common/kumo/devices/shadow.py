@@ -75,7 +75,9 @@ def push_config(device_id: str) -> None:
                 reason=_code(error),
             )
             return
-        logger.warning("config shadow not written; queued for a retry", error=str(error))
+        logger.warning(
+            "config shadow not written; queued for a retry", device_id=device_id, error=str(error)
+        )
         _queue_retry(device_id)
 
 
