@@ -562,6 +562,7 @@ class Replay:
             "MAIL_DLQ_URL": f"{queues}-mail-dlq",
             "WEBHOOK_QUEUE_URL": f"{queues}-webhooks",
             "WEBHOOK_DLQ_URL": f"{queues}-webhooks-dlq",
+            "CONFIG_SHADOW_QUEUE_URL": f"{queues}-config-shadow",
             "MAIL_SENDER": "bench@kumo.local",
             "JWT_SECRET": "bench-only-secret-not-used-for-anything-0123",
             "APP_URL": endpoints["gateway"],

@@ -51,6 +51,7 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         MAIL_DLQ_URL=f"{queue_url}-dlq",
         WEBHOOK_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks",
         WEBHOOK_DLQ_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks-dlq",
+        CONFIG_SHADOW_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-config-shadow",
         MAIL_SENDER=MAIL_SENDER,
         JWT_SECRET=jwt_secret,
         APP_URL=stack.gateway,
@@ -111,13 +112,23 @@ def _ensure_demo_devices(org_id: str, owner_id: str, keys_file: Path) -> list[di
     for name, device_type in DEMO_DEVICES:
         found = existing.get(name)
         if found is None:
-            request = RegisterDeviceRequest(org_id=org_id, name=name, type=device_type)
+            # With a thing, so the simulator also obeys the config shadow (ADR 0016).
+            request = RegisterDeviceRequest(
+                org_id=org_id, name=name, type=device_type, certificate=True
+            )
             device, api_key, _ = devices.register_device(user_id=owner_id, request=request)
         else:
             device, api_key = found, known.get(found.device_id, "")
             if keys.hash_key(api_key) != device.key_hash:
                 api_key = devices.rotate_key(user_id=owner_id, device_id=device.device_id)
-        fleet.append({"id": device.device_id, "name": name, "api_key": api_key})
+        fleet.append(
+            {
+                "id": device.device_id,
+                "name": name,
+                "api_key": api_key,
+                "thing_name": device.thing_name,
+            }
+        )
     descriptor = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as stream:
         json.dump({"org_id": org_id, "devices": fleet}, stream, indent=2)

@@ -18,6 +18,11 @@ and answers `{"id", "status", "result", "error"}` on `.../commands/result`:
 A command whose `expires_at` has passed is ignored. A repeated command id (QoS 1 may deliver
 twice) gets its first answer again and does not run twice.
 
+A device with an IoT thing (`thing_name` in the keys file) also obeys its config shadow, as
+README.md describes devices should: it asks for the shadow on connecting and on every delta,
+applies the whole desired config of a version it has not applied yet (`interval_seconds`
+sets the reading interval, as set_interval does), and reports `{"config", "config_version"}`.
+
 `--demo` takes the demo org's devices that the seed wrote to .local/state/demo-devices.json;
 `--keys-file` takes a JSON list of {"id", "api_key"}. The local broker checks no credentials
 (tests/integration/test_engine_iot_contract.py), so the keys never go over MQTT; they are read
@@ -69,6 +74,8 @@ DRAIN_TIMEOUT_SECONDS = 3.0
 # sending a burst of back-dated readings.
 MAX_CATCH_UP = 50
 REMEMBERED_COMMANDS = 256
+SHADOW_NAME = "config"  # kumo.devices.shadow.SHADOW_NAME
+SHADOW_LEAVES = ("update/delta", "get/accepted")
 # Background runs (make up) are gentle on the shared engine: a reading every 10 s per device.
 BACKGROUND_RATE = 0.1
 BACKGROUND_REPORT_SECONDS = 10.0
@@ -187,9 +194,14 @@ class SimulatedDevice:
     paused_until: float = 0.0
     pending: list[dict[str, Any]] = field(default_factory=list)
     answered: OrderedDict[str, CommandResult] = field(default_factory=OrderedDict)
+    thing_name: str | None = None
+    config_version: int | None = None
 
     def topic(self, leaf: str) -> str:
         return f"kumo/{self.org_id}/{self.device_id}/{leaf}"
+
+    def shadow_topic(self, leaf: str) -> str:
+        return f"$aws/things/{self.thing_name}/shadow/name/{SHADOW_NAME}/{leaf}"
 
     def readings_due(self, now: float, now_ms: int, rng: random.Random) -> list[dict[str, Any]]:
         """The readings whose time has come (`now` is monotonic seconds)."""
@@ -246,19 +258,12 @@ class SimulatedDevice:
         self, command_id: str, name: Any, params: dict[str, Any], now: float, now_ms: int
     ) -> CommandResult:
         if name == "set_interval":
-            seconds = params.get("seconds")
-            if (
-                isinstance(seconds, bool)
-                or not isinstance(seconds, int | float)
-                or not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS
-            ):
+            if not self._set_interval(params.get("seconds"), now):
                 error = (
                     f"params.seconds must be a number from {MIN_INTERVAL_SECONDS} "
                     f"to {MAX_INTERVAL_SECONDS:.0f}"
                 )
                 return CommandResult(command_id, "failed", error=error)
-            self.interval = float(seconds)
-            self.next_reading_at = now + self.interval
             return CommandResult(command_id, "succeeded", {"interval_seconds": self.interval})
         if name == "reboot":
             self.paused_until = now + REBOOT_SECONDS
@@ -267,6 +272,46 @@ class SimulatedDevice:
         if name == "ping":
             return CommandResult(command_id, "succeeded", {"pong": True, "ts": now_ms})
         return CommandResult(command_id, "failed", error="unknown command")
+
+    def _set_interval(self, seconds: Any, now: float) -> bool:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS
+        ):
+            return False
+        self.interval = float(seconds)
+        self.next_reading_at = now + self.interval
+        return True
+
+    def handle_shadow(self, leaf: str, raw: bytes, now: float) -> tuple[str, dict[str, Any]] | None:
+        """What to publish on the config shadow (leaf, payload) after a message on it.
+
+        A delta lists only what differs from what was reported, and says nothing of keys the
+        config dropped, so it is taken as a cue to get the whole document. A desired version
+        applied already is not applied again, which also ends the engine's delta after a
+        report that differs from the desired config (an interval out of range)."""
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            return None
+        state = document.get("state") if isinstance(document, dict) else None
+        if not isinstance(state, dict):
+            return None
+        if leaf == "update/delta":
+            return ("get", {}) if "config_version" in state else None
+        desired = state.get("desired")
+        if leaf != "get/accepted" or not isinstance(desired, dict):
+            return None
+        version, config = desired.get("config_version"), desired.get("config")
+        readable = isinstance(version, int) and not isinstance(version, bool)
+        if not readable or not isinstance(config, dict) or version == self.config_version:
+            return None
+        applied = dict(config)
+        if "interval_seconds" in config and not self._set_interval(config["interval_seconds"], now):
+            applied["interval_seconds"] = self.interval  # what it runs with instead
+        self.config_version = version
+        return "update", {"state": {"reported": {"config": applied, "config_version": version}}}
 
     def _remember(self, result: CommandResult) -> CommandResult:
         self.answered[result.command_id] = result
@@ -283,10 +328,12 @@ class DeviceKey:
     device_id: str
     api_key: str
     name: str = ""
+    thing_name: str = ""
 
 
 def load_keys(path: Path) -> list[DeviceKey]:
-    """A JSON list of {"id", "api_key"}, or {"devices": [...]} as the seed writes it."""
+    """A JSON list of {"id", "api_key"} (and "thing_name" for a device with a thing), or
+    {"devices": [...]} as the seed writes it."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -300,7 +347,14 @@ def load_keys(path: Path) -> list[DeviceKey]:
     for entry in entries:
         if not isinstance(entry, dict) or not entry.get("id") or not entry.get("api_key"):
             raise SystemExit(f"{path}: each device needs an id and an api_key")
-        keys.append(DeviceKey(str(entry["id"]), str(entry["api_key"]), str(entry.get("name", ""))))
+        keys.append(
+            DeviceKey(
+                str(entry["id"]),
+                str(entry["api_key"]),
+                str(entry.get("name", "")),
+                str(entry.get("thing_name") or ""),
+            )
+        )
     return keys
 
 
@@ -387,7 +441,7 @@ class DeviceLink:
         device: SimulatedDevice,
         gateway: str,
         region: str,
-        inbox: queue.Queue[tuple[SimulatedDevice, bytes]],
+        inbox: queue.Queue[tuple[SimulatedDevice, str, bytes]],
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -408,18 +462,24 @@ class DeviceLink:
         self.client.reconnect_delay_set(1, 10)
         self.client.max_queued_messages_set(2 * MAX_BATCH)
 
+        topics = [(device.topic("commands"), 1)]
+        if device.thing_name:
+            topics += [(device.shadow_topic(leaf), 1) for leaf in SHADOW_LEAVES]
+
         def on_connect(client: Any, _data: Any, _flags: Any, code: Any, _props: Any) -> None:
             if not code.is_failure:  # subscribing here makes every reconnect resubscribe
-                client.subscribe(device.topic("commands"), qos=1)
+                client.subscribe(topics)
 
-        def on_subscribe(_c: Any, _data: Any, _mid: Any, _codes: Any, _props: Any) -> None:
+        def on_subscribe(client: Any, _data: Any, _mid: Any, _codes: Any, _props: Any) -> None:
             self.subscribed.set()
+            if device.thing_name:  # the config it missed while away
+                client.publish(device.shadow_topic("get"), b"{}", qos=1)
 
         def on_disconnect(_c: Any, _data: Any, _flags: Any, _code: Any, _props: Any) -> None:
             self.subscribed.clear()
 
         def on_message(_c: Any, _data: Any, message: Any) -> None:
-            inbox.put((device, bytes(message.payload)))
+            inbox.put((device, str(message.topic), bytes(message.payload)))
 
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe
@@ -439,8 +499,11 @@ class DeviceLink:
         return len(message.get("readings", [message]))
 
     def publish(self, leaf: str, payload: dict[str, Any]) -> None:
+        self.send(self.device.topic(leaf), payload)
+
+    def send(self, topic: str, payload: dict[str, Any]) -> None:
         self.last_publish = self.client.publish(
-            self.device.topic(leaf), json.dumps(payload, separators=(",", ":")), qos=1
+            topic, json.dumps(payload, separators=(",", ":")), qos=1
         )
 
     def drain(self, deadline: float) -> None:
@@ -464,6 +527,7 @@ class Totals:
     commands: int = 0
     ignored: int = 0
     dropped: int = 0
+    configs: int = 0
 
     def count(self, readings: int) -> None:
         self.messages += 1
@@ -476,6 +540,7 @@ class Totals:
             self.commands - other.commands,
             self.ignored - other.ignored,
             self.dropped - other.dropped,
+            self.configs - other.configs,
         )
 
 
@@ -511,7 +576,7 @@ def simulate(
         raise ValueError("rate or batch out of bounds")
     stop = stop or threading.Event()
     rng = random.Random(seed)  # noqa: S311 (made-up sensor values, not secrets)
-    inbox: queue.Queue[tuple[SimulatedDevice, bytes]] = queue.Queue()
+    inbox: queue.Queue[tuple[SimulatedDevice, str, bytes]] = queue.Queue()
     started = time.monotonic()
     devices = [
         SimulatedDevice(
@@ -521,6 +586,7 @@ def simulate(
             interval=1 / fleet.rate,
             # Spread the first readings over one interval rather than all at once.
             next_reading_at=started + rng.uniform(0, 1 / fleet.rate),
+            thing_name=key.thing_name or None,
         )
         for key in fleet.keys
     ]
@@ -564,7 +630,8 @@ def simulate(
     say(
         f"stopped after {time.monotonic() - started:.1f} s: {totals.readings} readings in "
         f"{totals.messages} messages, {totals.commands} commands answered, "
-        f"{totals.ignored} ignored, {totals.dropped} readings dropped"
+        f"{totals.ignored} ignored, {totals.dropped} readings dropped, "
+        f"{totals.configs} configs applied"
     )
     return totals
 
@@ -573,7 +640,7 @@ def _loop(
     fleet: Fleet,
     devices: list[SimulatedDevice],
     links: dict[str, DeviceLink],
-    inbox: queue.Queue[tuple[SimulatedDevice, bytes]],
+    inbox: queue.Queue[tuple[SimulatedDevice, str, bytes]],
     stop: threading.Event,
     totals: Totals,
     say: Callable[[str], None],
@@ -592,7 +659,15 @@ def _loop(
             first = [inbox.get(timeout=min(0.05, max(0.0, wake - now)))]
         except queue.Empty:
             first = []
-        for device, raw in first + _drained(inbox):
+        for device, topic, raw in first + _drained(inbox):
+            if device.thing_name and topic.startswith(device.shadow_topic("")):
+                reply = device.handle_shadow(
+                    topic.removeprefix(device.shadow_topic("")), raw, time.monotonic()
+                )
+                if reply is not None:
+                    links[device.device_id].send(device.shadow_topic(reply[0]), reply[1])
+                    totals.configs += reply[0] == "update"
+                continue
             answer = device.handle_command(raw, time.monotonic(), _now_ms())
             if answer is None:
                 totals.ignored += 1
@@ -614,14 +689,15 @@ def _loop(
             say(
                 f"{time.strftime('%H:%M:%S')} {connected}/{len(links)} connected | readings "
                 f"+{delta.readings} ({totals.readings}) in +{delta.messages} messages{dropped} | "
-                f"commands +{delta.commands} ({totals.commands}), ignored {totals.ignored}"
+                f"commands +{delta.commands} ({totals.commands}), ignored {totals.ignored} | "
+                f"configs +{delta.configs} ({totals.configs})"
             )
             next_report += fleet.report_every
 
 
 def _drained(
-    inbox: queue.Queue[tuple[SimulatedDevice, bytes]],
-) -> list[tuple[SimulatedDevice, bytes]]:
+    inbox: queue.Queue[tuple[SimulatedDevice, str, bytes]],
+) -> list[tuple[SimulatedDevice, str, bytes]]:
     items = []
     while True:
         try:

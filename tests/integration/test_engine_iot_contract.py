@@ -39,6 +39,13 @@ TELEMETRY_SELECT = (
     "clientid() AS client_id FROM '{root}/+/+/telemetry'"
 )
 STAR_SELECT = "SELECT * FROM '{root}/+/+/telemetry'"
+# Kumo's config-reports rule; {name} stands for the shadow name `config` in the template.
+CONFIG_REPORTS_SELECT = (
+    "SELECT state.reported.config_version AS version, state.reported.config AS config, "
+    "topic(3) AS thing_name, timestamp() AS received_at "
+    "FROM '$aws/things/+/shadow/name/{name}/update/accepted' "
+    "WHERE NOT isUndefined(state.reported.config_version)"
+)
 
 
 def _unique(prefix: str) -> str:
@@ -791,6 +798,127 @@ def test_shadow_named_update_publishes_delta_to_subscriber(
         data.get_thing_shadow(thingName=thing, shadowName="config")["payload"].read()
     )
     assert shadow["state"]["desired"] == {"a": 1}
+
+
+def _shadow_name() -> str:
+    """A named shadow of the test's own: the template's rule listens on the name `config`."""
+    return _unique("ct")
+
+
+def test_shadow_update_merges_desired_and_null_removes_a_key(
+    aws: Callable[[str], Any], thing: str
+) -> None:
+    """Kumo sends a null for every key a new config dropped (kumo.devices.shadow)."""
+    data, name = aws("iot-data"), _shadow_name()
+
+    def update(desired: dict[str, Any]) -> None:
+        payload = json.dumps({"state": {"desired": desired}})
+        data.update_thing_shadow(thingName=thing, shadowName=name, payload=payload)
+
+    update({"config": {"a": 1, "led": {"color": "red", "blink": True}}, "config_version": 1})
+    update({"config": {"led": {"blink": None}, "b": 2}, "config_version": 2})
+
+    shadow = json.loads(data.get_thing_shadow(thingName=thing, shadowName=name)["payload"].read())
+    assert shadow["state"]["desired"] == {
+        "config": {"a": 1, "led": {"color": "red"}, "b": 2},
+        "config_version": 2,
+    }
+    data.delete_thing_shadow(thingName=thing, shadowName=name)
+
+
+def test_shadow_update_with_a_stale_document_version_is_a_conflict(
+    aws: Callable[[str], Any], thing: str
+) -> None:
+    """Kumo's shadow writes carry the document version they read: a concurrent write wins."""
+    data, name = aws("iot-data"), _shadow_name()
+    first = data.update_thing_shadow(
+        thingName=thing, shadowName=name, payload=json.dumps({"state": {"desired": {"v": 1}}})
+    )
+    version = json.loads(first["payload"].read())["version"]
+    data.update_thing_shadow(
+        thingName=thing,
+        shadowName=name,
+        payload=json.dumps({"state": {"desired": {"v": 2}}, "version": version}),
+    )
+
+    with pytest.raises(ClientError) as refused:
+        data.update_thing_shadow(
+            thingName=thing,
+            shadowName=name,
+            payload=json.dumps({"state": {"desired": {"v": 3}}, "version": version}),
+        )
+
+    assert refused.value.response["Error"]["Code"] == "ConflictException"
+    shadow = json.loads(data.get_thing_shadow(thingName=thing, shadowName=name)["payload"].read())
+    assert shadow["state"]["desired"] == {"v": 2} and shadow["version"] == version + 1
+    data.delete_thing_shadow(thingName=thing, shadowName=name)
+
+
+def test_shadow_get_over_mqtt_answers_the_whole_document(
+    aws: Callable[[str], Any], thing: str, device: Callable[..., Device]
+) -> None:
+    """A device that boots asks for the whole desired config (what a delta leaves out)."""
+    data, name = aws("iot-data"), _shadow_name()
+    base = f"$aws/things/{thing}/shadow/name/{name}"
+    data.update_thing_shadow(
+        thingName=thing,
+        shadowName=name,
+        payload=json.dumps({"state": {"desired": {"config": {"a": 1}, "config_version": 4}}}),
+    )
+    sensor = device(thing)
+    sensor.subscribe(f"{base}/get/accepted")
+
+    sensor.publish(f"{base}/get", b"{}")
+
+    document = json.loads(sensor.next_message(f"{base}/get/accepted").payload)
+    assert document["state"]["desired"] == {"config": {"a": 1}, "config_version": 4}
+    assert document["state"]["delta"] == {"config": {"a": 1}, "config_version": 4}
+    data.delete_thing_shadow(thingName=thing, shadowName=name)
+
+
+def test_topic_rule_on_shadow_update_accepted_sees_mqtt_reports_only(
+    aws: Callable[[str], Any],
+    thing: str,
+    make_queue: Callable[[], str],
+    make_rule: Callable[[str, str], str],
+    device: Callable[..., Device],
+) -> None:
+    """Kumo's config-reports rule: update/accepted echoes only the sections a request sent, a
+    rule on a `$aws/things/+/...` filter fires for it, nested attributes project, topic(3) is
+    the thing, and Kumo's own desired writes (over HTTP) fail the WHERE."""
+    sqs, data, name = aws("sqs"), aws("iot-data"), _shadow_name()
+    base = f"$aws/things/{thing}/shadow/name/{name}"
+    url = make_queue()
+    make_rule(CONFIG_REPORTS_SELECT.format(name=name), url)
+    sensor = device(thing)
+    sensor.subscribe(f"{base}/update/delta")
+    data.update_thing_shadow(
+        thingName=thing,
+        shadowName=name,
+        payload=json.dumps(
+            {"state": {"desired": {"config": {"a": 1, "b": 2}, "config_version": 2}}}
+        ),
+    )
+    delta = json.loads(sensor.next_message(f"{base}/update/delta").payload)
+    assert delta["state"] == {"config": {"a": 1, "b": 2}, "config_version": 2}
+
+    # The device reports a config with a key that is not desired (merged into `reported`)
+    sensor.publish(
+        f"{base}/update",
+        json.dumps({"state": {"reported": {"config": {"a": 1, "b": 2, "c": 3}}}}).encode(),
+    )
+    sensor.publish(
+        f"{base}/update",
+        json.dumps({"state": {"reported": {"config": {"a": 1}, "config_version": 2}}}).encode(),
+    )
+
+    (body,) = receive_bodies(sqs, url, 1)
+    event = json.loads(body)
+    assert isinstance(event.pop("received_at"), int)
+    # The second report as sent, not the merged `reported` ({"a": 1, "b": 2, "c": 3})
+    assert event == {"version": 2, "config": {"a": 1}, "thing_name": thing}
+    assert leftover_bodies(sqs, url) == []
+    data.delete_thing_shadow(thingName=thing, shadowName=name)
 
 
 def test_gap_list_named_shadows_is_unsupported(aws: Callable[[str], Any], thing: str) -> None:

@@ -42,6 +42,7 @@ os.environ.update(
     MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",
     WEBHOOK_QUEUE_URL=WEBHOOK_QUEUE_URL,
     WEBHOOK_DLQ_URL=f"{QUEUE_BASE}/kumo-test-webhooks-dlq",
+    CONFIG_SHADOW_QUEUE_URL=f"{QUEUE_BASE}/kumo-test-config-shadow",
     WEBHOOK_BACKOFF_SECONDS="2",
     MAIL_SENDER="no-reply@kumo.test",
     JWT_SECRET="unit-test-secret-that-is-long-enough-0123456789",
@@ -65,7 +66,7 @@ def aws() -> Iterator[None]:
         for definition in table_definitions(STAGE):
             dynamodb.create_table(**definition)
         sqs = boto3.client("sqs")
-        for queue in ("mail", "mail-dlq", "webhooks", "webhooks-dlq"):
+        for queue in ("mail", "mail-dlq", "webhooks", "webhooks-dlq", "config-shadow"):
             sqs.create_queue(QueueName=f"kumo-test-{queue}")
         boto3.client("events").create_event_bus(Name=f"kumo-{STAGE}")
         boto3.client("ses").verify_email_identity(EmailAddress="no-reply@kumo.test")

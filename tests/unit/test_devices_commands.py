@@ -18,7 +18,7 @@ from kumo.core import clock
 from kumo.core.config import get_settings
 from kumo.core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from kumo.core.ids import first_id_at, new_id
-from kumo.devices import commands, service
+from kumo.devices import commands, iot, service
 from kumo.devices.commands import CommandCompleted, CommandExpired
 from kumo.devices.models import CommandModel, command_sort_key, device_key
 from kumo.devices.schemas import CommandResultRequest, RegisterDeviceRequest, SendCommandRequest
@@ -232,7 +232,7 @@ def test_iot_data_client_uses_the_configured_data_endpoint(
 
     host = "abc123-ats.iot.us-east-1.amazonaws.com"
     settings = dataclasses.replace(get_settings(), iot_data_endpoint=host)
-    monkeypatch.setattr(commands, "get_settings", lambda: settings)
+    monkeypatch.setattr(iot, "get_settings", lambda: settings)
     # Then the client talks to it over HTTPS
     assert commands._iot_data().meta.endpoint_url == f"https://{host}"
 
@@ -244,7 +244,7 @@ def test_iot_data_client_leaves_the_endpoint_to_aws_endpoint_url(
     import dataclasses
 
     settings = dataclasses.replace(get_settings(), iot_data_endpoint="abc-ats.iot.example")
-    monkeypatch.setattr(commands, "get_settings", lambda: settings)
+    monkeypatch.setattr(iot, "get_settings", lambda: settings)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
     # Then boto3's own variable wins
     assert commands._iot_data().meta.endpoint_url == "http://127.0.0.1:4566"

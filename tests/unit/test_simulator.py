@@ -278,8 +278,110 @@ def test_load_keys_reads_a_list_and_the_seed_file(tmp_path: Path) -> None:
     assert simulator.demo_fleet(tmp_path) == (ORG, [DeviceKey("d2", "k2", "Probe")])
 
 
+def test_load_keys_reads_a_thing_name(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps([{"id": "d1", "api_key": "k1", "thing_name": "kumo-local-d1"}]))
+    assert simulator.load_keys(path) == [DeviceKey("d1", "k1", "", "kumo-local-d1")]
+
+
 def test_load_keys_refuses_an_entry_without_a_key(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     path.write_text(json.dumps([{"id": "d1"}]))
     with pytest.raises(SystemExit, match="api_key"):
         simulator.load_keys(path)
+
+
+# --- config shadow -------------------------------------------------------------------------------
+
+THING = f"kumo-local-{DEVICE}"
+
+
+def _shadowed(interval: float = 1.0) -> SimulatedDevice:
+    device = _device(interval=interval)
+    device.thing_name = THING
+    return device
+
+
+def _document(desired: Any) -> bytes:
+    return json.dumps({"state": {"desired": desired}, "version": 3}).encode()
+
+
+def test_shadow_topics_are_the_named_config_shadow() -> None:
+    assert _shadowed().shadow_topic("update/delta") == (
+        f"$aws/things/{THING}/shadow/name/config/update/delta"
+    )
+
+
+def test_a_config_delta_asks_for_the_whole_document() -> None:
+    delta = {"state": {"config": {"interval_seconds": 2}, "config_version": 4}, "version": 9}
+    reply = _shadowed().handle_shadow("update/delta", json.dumps(delta).encode(), 10.0)
+    assert reply == ("get", {})
+
+
+def test_desired_config_is_applied_and_reported() -> None:
+    # Given a device reading every second
+    device = _shadowed(interval=1.0)
+
+    # When its shadow's desired config sets a 2.5 s interval
+    desired = {"config": {"interval_seconds": 2.5, "unit": "c"}, "config_version": 4}
+    reply = device.handle_shadow("get/accepted", _document(desired), 10.0)
+
+    # Then it reads every 2.5 s from now on, and reports the config and version it applied
+    assert device.interval == 2.5 and device.next_reading_at == 12.5
+    assert reply == (
+        "update",
+        {"state": {"reported": {"config": desired["config"], "config_version": 4}}},
+    )
+
+
+def test_a_desired_version_already_applied_is_not_applied_again() -> None:
+    device = _shadowed()
+    desired = {"config": {"interval_seconds": 2}, "config_version": 4}
+    assert device.handle_shadow("get/accepted", _document(desired), 10.0) is not None
+
+    assert device.handle_shadow("get/accepted", _document(desired), 11.0) is None
+    assert device.next_reading_at == 12.0
+
+
+@pytest.mark.parametrize("seconds", [0, 3601, "5", True])
+def test_a_bad_interval_keeps_the_interval_and_reports_it(seconds: Any) -> None:
+    device = _shadowed(interval=1.0)
+    desired = {"config": {"interval_seconds": seconds, "x": 1}, "config_version": 2}
+
+    reply = device.handle_shadow("get/accepted", _document(desired), 10.0)
+
+    assert device.interval == 1.0
+    assert reply == (
+        "update",
+        {"state": {"reported": {"config": {"interval_seconds": 1.0, "x": 1}, "config_version": 2}}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("leaf", "raw"),
+    [
+        ("get/accepted", b"not json"),
+        ("get/accepted", b"[]"),
+        ("get/accepted", _document({"config": {"a": 1}})),  # no version
+        ("get/accepted", _document({"config": [1], "config_version": 1})),
+        ("get/accepted", _document({"config": {}, "config_version": True})),
+        ("update/delta", json.dumps({"state": {"other": 1}}).encode()),  # not about config
+        ("update/accepted", _document({"config": {}, "config_version": 1})),
+    ],
+)
+def test_other_shadow_messages_are_ignored(leaf: str, raw: bytes) -> None:
+    device = _shadowed()
+    assert device.handle_shadow(leaf, raw, 10.0) is None
+    assert device.config_version is None
+
+
+def test_reports_are_what_kumo_accepts() -> None:
+    from kumo.devices.schemas import ReportedConfigRequest
+
+    desired = {"config": {"interval_seconds": 3}, "config_version": 5}
+    reply = _shadowed().handle_shadow("get/accepted", _document(desired), 10.0)
+    assert reply is not None
+    reported = reply[1]["state"]["reported"]
+    # What the config-reports rule selects from the report, checked as Kumo checks it
+    request = ReportedConfigRequest(version=reported["config_version"], config=reported["config"])
+    assert request.version == 5

@@ -60,6 +60,8 @@ class Settings:
     # IoT Core's data endpoint host (`<prefix>-ats.iot.<region>.amazonaws.com`), where
     # functions publish device commands on AWS; empty on the local engine, which needs none.
     iot_data_endpoint: str
+    # Devices whose config shadow could not be written when the config was set: retried there.
+    config_shadow_queue_url: str
 
 
 @cache
@@ -101,6 +103,7 @@ def get_settings() -> Settings:
         event_bus_name=_require("EVENT_BUS_NAME", missing),
         device_offline_seconds=int(os.environ.get("DEVICE_OFFLINE_SECONDS", "300")),
         iot_data_endpoint=os.environ.get("IOT_DATA_ENDPOINT", ""),
+        config_shadow_queue_url=_require("CONFIG_SHADOW_QUEUE_URL", missing),
     )
     if missing:
         raise ConfigurationError(f"missing environment variables: {', '.join(sorted(missing))}")

@@ -19,9 +19,7 @@ writes that down with a conditional update (a result that won the race stands).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -30,7 +28,6 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import Condition
 
 from kumo.core import clock, dynamo
-from kumo.core.config import get_settings
 from kumo.core.errors import Conflict, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
@@ -77,16 +74,8 @@ class CommandCompleted(Conflict):
     slug, title = "command-completed", "Command already completed"
 
 
-@cache
-def _iot_data() -> Any:
-    import boto3  # only the routes that publish pay for the client
-
-    endpoint = get_settings().iot_data_endpoint
-    # AWS_ENDPOINT_URL is boto3's own: on the local engine it already points every client at
-    # the engine's broker. On AWS, iot-data needs the account's data endpoint.
-    if endpoint and not os.environ.get("AWS_ENDPOINT_URL"):
-        return boto3.client("iot-data", endpoint_url=f"https://{endpoint}")
-    return boto3.client("iot-data")
+# The shared client, under the name this module's tests replace.
+_iot_data = iot.data_client
 
 
 def commands_topic(org_id: str, device_id: str) -> str:

@@ -4,6 +4,7 @@ lets the certificate use only its own device's topics."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,8 +28,27 @@ def _iot() -> Any:
     return boto3.client("iot")
 
 
+@cache
+def data_client() -> Any:
+    """iot-data: publishes to devices and reads and writes their shadows."""
+    import boto3  # only the functions that talk to devices pay for the client
+
+    endpoint = get_settings().iot_data_endpoint
+    # AWS_ENDPOINT_URL is boto3's own: on the local engine it already points every client at
+    # the engine's broker. On AWS, iot-data needs the account's data endpoint.
+    if endpoint and not os.environ.get("AWS_ENDPOINT_URL"):
+        return boto3.client("iot-data", endpoint_url=f"https://{endpoint}")
+    return boto3.client("iot-data")
+
+
 def thing_name(device_id: str) -> str:
     return f"kumo-{get_settings().stage}-{device_id}"
+
+
+def device_id_of(thing: str) -> str | None:
+    """The device a thing name of this stage stands for (thing_name's inverse), or None."""
+    prefix = thing_name("")
+    return thing[len(prefix) :] if thing.startswith(prefix) and len(thing) > len(prefix) else None
 
 
 def topic_root(org_id: str, device_id: str) -> str:

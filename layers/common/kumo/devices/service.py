@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from kumo.core import clock, dynamo
 from kumo.core.config import get_settings
@@ -248,15 +248,34 @@ def set_desired_config(*, user_id: str, device_id: str, config: dict[str, Any]) 
 
 
 def report_config(*, device_id: str, version: int, config: dict[str, Any]) -> DeviceModel:
+    """Record the config version a device applied (over HTTP, or its shadow through SQS).
+
+    The same report again changes nothing, and one older than the version recorded is ignored:
+    SQS and MQTT redeliver and reorder. A version that was never set is refused."""
     device = get_own_device(device_id)
     if version > int(device.config_version):
         message = f"Version {version} was never set; the latest is {int(device.config_version)}."
         raise invalid("version", message)
-    device.update(
-        actions=[
-            DeviceModel.reported_config_json.set(_config_json(config)),
-            DeviceModel.reported_version.set(version),
-        ],
-        condition=DeviceModel.pk.exists(),
-    )
+    try:
+        device.update(
+            actions=[
+                DeviceModel.reported_config_json.set(_config_json(config)),
+                DeviceModel.reported_version.set(version),
+            ],
+            condition=DeviceModel.pk.exists()
+            & (
+                DeviceModel.reported_version.does_not_exist()
+                | (DeviceModel.reported_version <= version)
+            ),
+        )
+    except UpdateError as error:
+        if not dynamo.condition_failed(error):
+            raise
+        device.refresh(consistent_read=True)
+        logger.info(
+            "stale config report ignored",
+            device_id=device_id,
+            version=version,
+            recorded=device.reported_version,
+        )
     return device

@@ -1,0 +1,17 @@
+"""SQS kumo-<stage>-config-shadow: write the config shadows that PUT
+/api/v1/devices/{device_id}/config could not write at once."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.devices import shadow
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Each message names a device only; the shadow is written from the table as it is now.
+    failed = shadow.retry_batch(event.get("Records", []))
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
