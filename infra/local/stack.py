@@ -239,6 +239,8 @@ def parameter_overrides(stack: Stack) -> list[str]:
         # Test receivers listen on 127.0.0.1, and short retry delays keep feedback quick.
         "AllowLoopbackWebhooks=true",
         "WebhookBackoffSeconds=2",
+        # MiniStack ignores partial batch responses on DynamoDB streams (ADR 14).
+        "StreamPartialBatchResponses=false",
     ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 @cache
 def sqs() -> SQSClient:
     return boto3.client("sqs")
+
+
+@cache
+def s3() -> Any:
+    # Any: the project's boto3 stubs do not include S3.
+    return boto3.client("s3")
 
 
 @cache

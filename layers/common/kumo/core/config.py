@@ -55,6 +55,9 @@ class Settings:
     # IoT Core's data endpoint host (`<prefix>-ats.iot.<region>.amazonaws.com`), where
     # functions publish device commands on AWS; empty on the local engine, which needs none.
     iot_data_endpoint: str
+    # Stream consumers answer a partial batch failure (AWS); false raises instead and fails
+    # the whole batch, for an engine that ignores partial responses on streams (ADR 14).
+    stream_partial_failures: bool
 
 
 @cache
@@ -93,6 +96,7 @@ def get_settings() -> Settings:
         event_bus_name=_require("EVENT_BUS_NAME", missing),
         device_offline_seconds=int(os.environ.get("DEVICE_OFFLINE_SECONDS", "300")),
         iot_data_endpoint=os.environ.get("IOT_DATA_ENDPOINT", ""),
+        stream_partial_failures=os.environ.get("STREAM_PARTIAL_FAILURES", "true") != "false",
     )
     if missing:
         raise ConfigurationError(f"missing environment variables: {', '.join(sorted(missing))}")
