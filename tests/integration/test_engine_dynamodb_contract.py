@@ -328,7 +328,9 @@ def test_stream_mapping_retries_a_failed_batch(
     _map(aws, table, recorder["function"], None)
 
     # When the item is written
-    aws("dynamodb").put_item(TableName=table, Item=_item("RAW#dev", "a", 2_000_000_000, mode="fail"))
+    aws("dynamodb").put_item(
+        TableName=table, Item=_item("RAW#dev", "a", 2_000_000_000, mode="fail")
+    )
 
     # Then the batch is given again: what the archive's whole-batch failure relies on locally
     lines = _recorded(aws, recorder["queue_url"], at_least=2, seconds=DELIVERY_DEADLINE_SECONDS)
