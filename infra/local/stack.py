@@ -241,6 +241,8 @@ def parameter_overrides(stack: Stack) -> list[str]:
         "WebhookBackoffSeconds=2",
         # post_to_connection reaches the engine only under this path (docs/adr/0004).
         f"WebSocketManagementBase={stack.gateway}/_aws/execute-api",
+        # MiniStack ignores partial batch responses on DynamoDB streams (ADR 14).
+        "StreamPartialBatchResponses=false",
     ]
 
 

@@ -188,6 +188,7 @@ def test_get_org_answers_org_with_my_role(call_api):
         "name": "Acme",
         "created_at": response["json"]["created_at"],
         "role": "admin",
+        "telemetry_retention_days": 7,
     }
 
 
@@ -195,6 +196,7 @@ def test_get_org_answers_org_with_my_role(call_api):
 
 ORG_SCOPED_ROUTES = [
     ("orgs/get_org", "GET", "", None),
+    ("orgs/update_org", "PATCH", "", {"telemetry_retention_days": 30}),
     ("orgs/list_members", "GET", "/members", None),
     ("orgs/invite_member", "POST", "/invitations", {"email": "x@example.com", "role": "member"}),
     ("orgs/list_invitations", "GET", "/invitations", None),

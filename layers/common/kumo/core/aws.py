@@ -19,6 +19,12 @@ def sqs() -> SQSClient:
 
 
 @cache
+def s3() -> Any:
+    # Any: the project's boto3 stubs do not include S3.
+    return boto3.client("s3")
+
+
+@cache
 def ses() -> SESClient:
     return boto3.client("ses")
 

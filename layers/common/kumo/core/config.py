@@ -62,6 +62,9 @@ class Settings:
     iot_data_endpoint: str
     # Devices whose config shadow could not be written when the config was set: retried there.
     config_shadow_queue_url: str
+    # Stream consumers answer a partial batch failure (AWS); false raises instead and fails
+    # the whole batch, for an engine that ignores partial responses on streams (ADR 14).
+    stream_partial_failures: bool
 
 
 @cache
@@ -104,6 +107,7 @@ def get_settings() -> Settings:
         device_offline_seconds=int(os.environ.get("DEVICE_OFFLINE_SECONDS", "300")),
         iot_data_endpoint=os.environ.get("IOT_DATA_ENDPOINT", ""),
         config_shadow_queue_url=_require("CONFIG_SHADOW_QUEUE_URL", missing),
+        stream_partial_failures=os.environ.get("STREAM_PARTIAL_FAILURES", "true") != "false",
     )
     if missing:
         raise ConfigurationError(f"missing environment variables: {', '.join(sorted(missing))}")

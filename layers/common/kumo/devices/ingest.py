@@ -22,6 +22,7 @@ from kumo.core.errors import ValidationFailed, invalid
 from kumo.devices import status, telemetry
 from kumo.devices.models import META, DeviceModel, device_key
 from kumo.devices.schemas import ReadingsAccepted
+from kumo.orgs import service as orgs
 from kumo.realtime import fanout
 
 logger = Logger(child=True)
@@ -56,7 +57,7 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
     if not readings:
         raise ValidationFailed("No valid reading in the payload.", errors=_field_errors(rejections))
     batch = telemetry.Batch(org_id, device_id, tuple(readings))
-    report = telemetry.store_batches([batch])
+    report = telemetry.store_batches([batch], retention_days=_retention([batch]))
     # Duplicates too: alert transitions are conditional, so evaluating them again is harmless.
     evaluate_batches([batch])
     fanout.publish_readings([batch])
@@ -64,6 +65,11 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
     return ReadingsAccepted(
         accepted=report.stored, duplicates=report.duplicates, rejected=_rejections(rejections)
     )
+
+
+def _retention(batches: list[telemetry.Batch]) -> dict[str, int]:
+    """Each org's raw retention, from the orgs context (cached per warm container there)."""
+    return {org_id: orgs.telemetry_retention_days(org_id) for org_id in {b.org_id for b in batches}}
 
 
 def _field_errors(rejections: list[telemetry.Rejection]) -> list[dict[str, str]]:
@@ -113,7 +119,7 @@ def ingest_records(records: list[dict[str, Any]]) -> IngestReport:
         if readings:
             batches.append(telemetry.Batch(org_id, device_id, tuple(readings)))
     if batches:
-        stored = telemetry.store_batches(batches)
+        stored = telemetry.store_batches(batches, retention_days=_retention(batches))
         evaluate_batches(batches)
         fanout.publish_readings(batches)
         report.accepted, report.duplicates = stored.stored, stored.duplicates

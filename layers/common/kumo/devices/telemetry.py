@@ -375,8 +375,14 @@ class _Meter:
         self.read_units += estimate if reported is None else reported
 
 
-def store_batches(batches: Sequence[Batch], *, retention_days: int = 7) -> StoreReport:
+def store_batches(
+    batches: Sequence[Batch], *, retention_days: int | Mapping[str, int] = 7
+) -> StoreReport:
     """Store each message once, with its rollups and the devices' latest values.
+
+    Raw items expire `retention_days` after their last reading: one number for every batch,
+    or days by org id (the org's setting; an org missing from the mapping gets 7). A message
+    stored again keeps the expiry it was first stored with.
 
     Safe to call again with the same messages (an SQS redelivery): they count as duplicates
     and change no count or sum. Raises on a DynamoDB failure, so the caller's message is
@@ -386,7 +392,12 @@ def store_batches(batches: Sequence[Batch], *, retention_days: int = 7) -> Store
     for batch in batches:
         if not batch.device_id or not batch.org_id:
             raise ValueError("a batch needs its org and device ids")
-        for part in _parts_of(batch, retention_days=retention_days):
+        days = (
+            retention_days
+            if isinstance(retention_days, int)
+            else retention_days.get(batch.org_id, 7)
+        )
+        for part in _parts_of(batch, retention_days=days):
             if (part.pk, part.sk) in parts:
                 # The same message twice in one call: one transaction cannot write one item
                 # twice, and the second copy is a duplicate anyway.

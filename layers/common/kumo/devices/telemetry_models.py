@@ -55,8 +55,11 @@ def iso_ms(epoch_ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+RAW_PREFIX: Final = "RAW#"
+
+
 def raw_key(device_id: str) -> str:
-    return f"RAW#{device_id}"
+    return f"{RAW_PREFIX}{device_id}"
 
 
 def raw_sort_key(first_ms: int, digest: str) -> str:

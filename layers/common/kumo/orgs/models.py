@@ -69,6 +69,9 @@ class OrgModel(Model):
     # Changed in the same transaction as every owner membership, so "the last owner" is a
     # condition DynamoDB checks, not a count two concurrent requests could both read.
     owner_count = NumberAttribute(default=0)
+    # Days raw telemetry is kept before it expires (and is archived); absent on orgs created
+    # before the setting existed, which keep the default (kumo.orgs.service).
+    telemetry_retention_days = NumberAttribute(null=True)
 
 
 class UserOrgsIndex(GlobalSecondaryIndex["MembershipModel"]):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
 from kumo.core import clock
 from kumo.core.schemas import DisplayName, Email, StrictModel, Token
@@ -19,6 +19,25 @@ InvitableRole = Literal["admin", "member", "viewer"]
 
 class CreateOrgRequest(StrictModel):
     name: DisplayName
+
+
+# Days raw telemetry is kept before it expires and is archived to S3 (ADR 14).
+DEFAULT_RETENTION_DAYS = 7
+MIN_RETENTION_DAYS = 1
+MAX_RETENTION_DAYS = 365
+RetentionDays = Annotated[int, Field(ge=MIN_RETENTION_DAYS, le=MAX_RETENTION_DAYS, strict=True)]
+
+
+class UpdateOrgRequest(StrictModel):
+    name: DisplayName | None = None
+    # Applies to readings stored from then on; stored readings keep the expiry they got.
+    telemetry_retention_days: RetentionDays | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> UpdateOrgRequest:
+        if self.name is None and self.telemetry_retention_days is None:
+            raise ValueError("give name or telemetry_retention_days")
+        return self
 
 
 class InviteRequest(StrictModel):
@@ -39,6 +58,7 @@ class OrgOut(BaseModel):
     name: str
     created_at: str
     role: OrgRole
+    telemetry_retention_days: int
 
 
 class MemberOut(BaseModel):
@@ -67,7 +87,13 @@ def org_out(org: OrgModel, membership: MembershipModel) -> OrgOut:
         name=org.name,
         created_at=org.created_at,
         role=membership.role,  # type: ignore[arg-type]  # only valid roles are ever stored
+        telemetry_retention_days=retention_days(org),
     )
+
+
+def retention_days(org: OrgModel) -> int:
+    stored = org.telemetry_retention_days
+    return DEFAULT_RETENTION_DAYS if stored is None else int(stored)
 
 
 def member_out(membership: MembershipModel) -> MemberOut:

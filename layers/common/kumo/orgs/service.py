@@ -7,7 +7,8 @@ caller who is not a member gets the same 404 as for an org that does not exist.
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from kumo.core import clock, dynamo
@@ -38,7 +39,7 @@ from kumo.orgs.models import (
     org_key,
     user_key,
 )
-from kumo.orgs.schemas import InvitableRole, OrgRole
+from kumo.orgs.schemas import DEFAULT_RETENTION_DAYS, InvitableRole, OrgRole, retention_days
 
 logger = Logger(child=True)
 
@@ -50,6 +51,11 @@ INVITATION_SECONDS = 7 * 24 * 3600
 _MAX_USER_ID = 128
 _NO_ORG = "No such organization."
 _INVALID_INVITATION = "The invitation is unknown, already used, revoked or expired."
+# Ingestion asks an org's retention for every message batch: a warm container answers from
+# memory for this long, so a retention change reaches new readings within five minutes at
+# the cost of one GetItem per org and container every five minutes, not one per message.
+RETENTION_CACHE_SECONDS = 300.0
+_retention_cache: dict[str, tuple[float, int]] = {}
 
 
 # --- memberships and roles ----------------------------------------------------------------
@@ -325,6 +331,55 @@ def create_org(*, name: str, owner_id: str, owner_email: str) -> tuple[OrgModel,
 def get_org(*, org_id: str, user_id: str) -> tuple[OrgModel, MembershipModel]:
     membership = get_membership(org_id, user_id)
     return _get_org(org_id), membership
+
+
+def update_org(
+    *, org_id: str, user_id: str, name: str | None, telemetry_retention_days: int | None
+) -> tuple[OrgModel, MembershipModel]:
+    """Rename the org or change its raw telemetry retention (owners and admins). A new
+    retention applies to readings stored from then on: stored ones keep their expiry."""
+    membership = require_org_role(org_id, user_id, "admin")
+    org = _get_org(org_id)
+    actions: list[Action] = []
+    if name is not None:
+        actions.append(OrgModel.name.set(name))
+    if telemetry_retention_days is not None:
+        actions.append(OrgModel.telemetry_retention_days.set(telemetry_retention_days))
+    # Conditional on existence: an update of a deleted org must not recreate a bare item.
+    try:
+        org.update(actions=actions, condition=OrgModel.pk.exists())
+    except UpdateError as error:
+        if not dynamo.condition_failed(error):
+            raise
+        raise NotFound(_NO_ORG) from error
+    _retention_cache.pop(org_id, None)
+    logger.info(
+        "org updated",
+        org_id=org_id,
+        user_id=user_id,
+        renamed=name is not None,
+        telemetry_retention_days=telemetry_retention_days,
+    )
+    return org, membership
+
+
+def telemetry_retention_days(org_id: str) -> int:
+    """Days the org's raw telemetry is kept, for the devices context's ingestion: answered
+    from a per-container cache for RETENTION_CACHE_SECONDS. An org that no longer exists
+    gets the default (its devices are on their way out too)."""
+    moment = clock.now()
+    cached = _retention_cache.get(org_id)
+    if cached is not None and moment - cached[0] < RETENTION_CACHE_SECONDS:
+        return cached[1]
+    try:
+        org = OrgModel.get(
+            org_key(org_id), META, attributes_to_get=["pk", "sk", "telemetry_retention_days"]
+        )
+        days = retention_days(org)
+    except DoesNotExist:
+        days = DEFAULT_RETENTION_DAYS
+    _retention_cache[org_id] = (moment, days)
+    return days
 
 
 def _orgs_of(memberships: list[MembershipModel]) -> list[tuple[OrgModel, MembershipModel]]:

@@ -1,0 +1,359 @@
+"""Contract with the local engine's DynamoDB TTL, streams and stream event source mappings:
+what the raw telemetry archive (ADR 14) relies on, and the gaps Kumo works around.
+
+On AWS, DynamoDB's TTL deletes an expired item within days and writes a stream REMOVE record
+marked `userIdentity: {type: Service, principalId: dynamodb.amazonaws.com}`; Lambda reads
+the stream through an event source mapping that applies FilterCriteria, honours partial
+batch responses (ReportBatchItemFailures) and retries failed batches.
+
+Each test makes its own table (and function) with unique names and deletes them. A
+`test_gap_*` test pins a MiniStack difference from AWS: when one starts failing, the engine
+has caught up; drop the workaround and the test together.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.template import template
+
+# MiniStack's TTL sweep runs once a minute; two sweeps and some slack.
+TTL_DEADLINE_SECONDS = 150.0
+DELIVERY_DEADLINE_SECONDS = 20.0
+ROLE_ARN = "arn:aws:iam::000000000000:role/kumo-stream-contract"
+# Records one line per record it is given into a queue, then does what the first record's
+# item says in its `mode` attribute: succeed, fail (raise), or report every record failed.
+RECORDER = """
+import json, os, boto3
+
+def handler(event, context):
+    sqs = boto3.client("sqs")
+    records = event["Records"]
+    for record in records:
+        sqs.send_message(QueueUrl=os.environ["QUEUE_URL"], MessageBody=json.dumps({
+            "event": record["eventName"],
+            "pk": record["dynamodb"]["Keys"]["pk"]["S"],
+            "identity": record.get("userIdentity"),
+        }))
+    change = records[0]["dynamodb"]
+    image = change.get("NewImage") or change.get("OldImage") or {}
+    mode = image.get("mode", {}).get("S", "ok")
+    print("recorded", len(records), mode)
+    if mode == "fail":
+        raise RuntimeError("told to fail")
+    if mode == "partial":
+        return {"batchItemFailures": [
+            {"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in records
+        ]}
+    return {"batchItemFailures": []}
+"""
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def aws(endpoints: dict[str, Any]) -> Callable[[str], Any]:
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=endpoints["gateway"],
+            region_name=endpoints["region"],
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    return client
+
+
+def _create_table(aws: Callable[[str], Any], *, view: str = "NEW_AND_OLD_IMAGES") -> str:
+    name = _unique("kumo-ddb-contract")
+    dynamodb = aws("dynamodb")
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view},
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
+    return name
+
+
+@pytest.fixture
+def make_table(aws: Callable[[str], Any]) -> Iterator[Callable[[], str]]:
+    created: list[str] = []
+
+    def make() -> str:
+        created.append(_create_table(aws))
+        return created[-1]
+
+    yield make
+    for name in created:
+        with suppress(Exception):
+            aws("dynamodb").delete_table(TableName=name)
+
+
+def _stream_records(aws: Callable[[str], Any], table: str) -> list[dict[str, Any]]:
+    arn = aws("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    streams = aws("dynamodbstreams")
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator)
+            records.extend(page["Records"])
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    return records
+
+
+def _item(pk: str, sk: str, expires_at: int, **extra: str) -> dict[str, Any]:
+    return {
+        "pk": {"S": pk},
+        "sk": {"S": sk},
+        "expires_at": {"N": str(expires_at)},
+        **{name: {"S": value} for name, value in extra.items()},
+    }
+
+
+# --- (a), (b): the TTL sweep and what it writes to the stream ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def swept(aws: Callable[[str], Any]) -> Iterator[dict[str, Any]]:
+    """A table with an expired raw item and a live one, after the engine's TTL sweep took
+    the expired one (one wait shared by the tests that look at the outcome)."""
+    table = _create_table(aws, view="OLD_IMAGE")
+    dynamodb = aws("dynamodb")
+    now = int(time.time())
+    dynamodb.put_item(TableName=table, Item=_item("RAW#dev", "expired", now - 60))
+    dynamodb.put_item(TableName=table, Item=_item("RAW#dev", "live", now + 86_400))
+    started = time.monotonic()
+    deadline = started + TTL_DEADLINE_SECONDS
+    expired_key = {"pk": {"S": "RAW#dev"}, "sk": {"S": "expired"}}
+    while time.monotonic() < deadline:
+        if "Item" not in dynamodb.get_item(TableName=table, Key=expired_key):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"the engine did not delete an expired item in {TTL_DEADLINE_SECONDS} s")
+    elapsed = time.monotonic() - started
+    print(f"TTL sweep deleted the expired item after {elapsed:.1f} s")
+    yield {"table": table, "elapsed": elapsed}
+    with suppress(Exception):
+        dynamodb.delete_table(TableName=table)
+
+
+def test_ttl_sweep_deletes_expired_items_and_keeps_live_ones(
+    aws: Callable[[str], Any], swept: dict[str, Any]
+) -> None:
+    # The fixture waited for the expired item to go; the live one stays.
+    live = aws("dynamodb").get_item(
+        TableName=swept["table"], Key={"pk": {"S": "RAW#dev"}, "sk": {"S": "live"}}
+    )
+    assert "Item" in live
+    assert swept["elapsed"] < TTL_DEADLINE_SECONDS
+
+
+def test_gap_ttl_deletion_writes_no_stream_record(
+    aws: Callable[[str], Any], swept: dict[str, Any]
+) -> None:
+    # AWS: a REMOVE record with the old image and userIdentity Service /
+    # dynamodb.amazonaws.com. MiniStack 1.5.33's sweep deletes the item without touching the
+    # stream, so nothing reaches ArchiveTelemetryFunction locally (ADR 14).
+    events = [record["eventName"] for record in _stream_records(aws, swept["table"])]
+    assert events == ["INSERT", "INSERT"]
+
+
+def test_user_delete_writes_remove_record_with_old_image_and_no_identity(
+    aws: Callable[[str], Any], make_table: Callable[[], str]
+) -> None:
+    # Given an item in a table with an OLD_IMAGE stream
+    table = make_table()
+    dynamodb = aws("dynamodb")
+    dynamodb.put_item(TableName=table, Item=_item("RAW#dev", "a", 2_000_000_000, r="[]"))
+
+    # When a user deletes it
+    dynamodb.delete_item(TableName=table, Key={"pk": {"S": "RAW#dev"}, "sk": {"S": "a"}})
+
+    # Then the stream has its REMOVE with the old image and no userIdentity (as on AWS,
+    # where only TTL's removals carry one): the archive filter tells the two apart
+    removal = _stream_records(aws, table)[-1]
+    assert removal["eventName"] == "REMOVE"
+    assert removal["dynamodb"]["OldImage"]["r"] == {"S": "[]"}
+    assert "userIdentity" not in removal
+
+
+# --- (c), (d): stream event source mappings --------------------------------------------------
+
+
+@pytest.fixture
+def recorder(aws: Callable[[str], Any]) -> Iterator[dict[str, str]]:
+    """A function that records what it is given into a queue of its own."""
+    sqs, lam = aws("sqs"), aws("lambda")
+    queue_url = sqs.create_queue(QueueName=_unique("kumo-stream-contract"))["QueueUrl"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", RECORDER)
+    name = _unique("kumo-stream-recorder")
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE_ARN,
+        Handler="index.handler",
+        Code={"ZipFile": code.getvalue()},
+        Timeout=30,
+        Environment={"Variables": {"QUEUE_URL": queue_url}},
+    )
+    mappings: list[str] = []
+    yield {"function": name, "queue_url": queue_url}
+    for mapping in lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
+        mappings.append(mapping["UUID"])
+    for uuid_ in mappings:
+        with suppress(Exception):
+            lam.delete_event_source_mapping(UUID=uuid_)
+    with suppress(Exception):
+        lam.delete_function(FunctionName=name)
+    with suppress(Exception):
+        sqs.delete_queue(QueueUrl=queue_url)
+
+
+def _map(
+    aws: Callable[[str], Any], table: str, function: str, pattern: dict[str, Any] | None
+) -> None:
+    arn = aws("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    extra: dict[str, Any] = {}
+    if pattern is not None:
+        extra["FilterCriteria"] = {"Filters": [{"Pattern": json.dumps(pattern)}]}
+    aws("lambda").create_event_source_mapping(
+        EventSourceArn=arn,
+        FunctionName=function,
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=10,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+        **extra,
+    )
+
+
+def _recorded(
+    aws: Callable[[str], Any], queue_url: str, *, at_least: int, seconds: float
+) -> list[dict[str, Any]]:
+    """What the function recorded, waiting up to `seconds` for `at_least` lines."""
+    sqs = aws("sqs")
+    lines: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
+            lines.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if at_least and len(lines) >= at_least:
+            break
+    return lines
+
+
+def _archive_filter() -> dict[str, Any]:
+    """The archive mapping's filter as template.yaml declares it."""
+    function = template()["Resources"]["ArchiveTelemetryFunction"]["Properties"]
+    pattern: dict[str, Any] = json.loads(
+        function["Events"]["Expired"]["Properties"]["FilterCriteria"]["Filters"][0]["Pattern"]
+    )
+    return pattern
+
+
+def test_stream_mapping_applies_filter_criteria(
+    aws: Callable[[str], Any], make_table: Callable[[], str], recorder: dict[str, str]
+) -> None:
+    # Given a mapping that passes removals of RAW# items only (the archive's filter without
+    # its userIdentity clause, which no MiniStack record could match)
+    table = make_table()
+    pattern = _archive_filter()
+    del pattern["userIdentity"]
+    _map(aws, table, recorder["function"], pattern)
+    dynamodb = aws("dynamodb")
+
+    # When a raw item and a rollup are written and deleted
+    for pk in ("RAW#dev", "ROLL#dev#1m"):
+        dynamodb.put_item(TableName=table, Item=_item(pk, "a", 2_000_000_000))
+        dynamodb.delete_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": "a"}})
+
+    # Then the function is given exactly the raw item's removal
+    lines = _recorded(aws, recorder["queue_url"], at_least=2, seconds=DELIVERY_DEADLINE_SECONDS)
+    assert lines == [{"event": "REMOVE", "pk": "RAW#dev", "identity": None}]
+
+
+def test_archive_filter_passes_no_user_delete(
+    aws: Callable[[str], Any], make_table: Callable[[], str], recorder: dict[str, str]
+) -> None:
+    # Given a mapping with the archive's full filter
+    table = make_table()
+    _map(aws, table, recorder["function"], _archive_filter())
+    dynamodb = aws("dynamodb")
+
+    # When a user deletes a raw item
+    dynamodb.put_item(TableName=table, Item=_item("RAW#dev", "a", 2_000_000_000))
+    dynamodb.delete_item(TableName=table, Key={"pk": {"S": "RAW#dev"}, "sk": {"S": "a"}})
+
+    # Then nothing reaches the function (on AWS too: a user's delete has no userIdentity)
+    assert _recorded(aws, recorder["queue_url"], at_least=0, seconds=5) == []
+
+
+def test_stream_mapping_retries_a_failed_batch(
+    aws: Callable[[str], Any], make_table: Callable[[], str], recorder: dict[str, str]
+) -> None:
+    # Given a mapping and an item whose record makes the function raise
+    table = make_table()
+    _map(aws, table, recorder["function"], None)
+
+    # When the item is written
+    aws("dynamodb").put_item(
+        TableName=table, Item=_item("RAW#dev", "a", 2_000_000_000, mode="fail")
+    )
+
+    # Then the batch is given again: what the archive's whole-batch failure relies on locally
+    lines = _recorded(aws, recorder["queue_url"], at_least=2, seconds=DELIVERY_DEADLINE_SECONDS)
+    assert len(lines) >= 2
+    assert {line["pk"] for line in lines} == {"RAW#dev"}
+
+
+def test_gap_stream_mapping_ignores_partial_batch_response(
+    aws: Callable[[str], Any], make_table: Callable[[], str], recorder: dict[str, str]
+) -> None:
+    # Given a mapping with ReportBatchItemFailures and an item whose record the function
+    # reports failed
+    table = make_table()
+    _map(aws, table, recorder["function"], None)
+
+    # When the item is written
+    aws("dynamodb").put_item(
+        TableName=table, Item=_item("RAW#dev", "a", 2_000_000_000, mode="partial")
+    )
+
+    # Then AWS would give the record again (the stream resumes at the failed record);
+    # MiniStack 1.5.33 moves past it, so the local stack sets StreamPartialBatchResponses
+    # to false and the archive raises instead (ADR 14)
+    first = _recorded(aws, recorder["queue_url"], at_least=1, seconds=DELIVERY_DEADLINE_SECONDS)
+    assert len(first) == 1
+    assert _recorded(aws, recorder["queue_url"], at_least=0, seconds=5) == []
