@@ -53,6 +53,7 @@ DUMMY_ENVIRONMENT = {
     "MAIL_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail-dlq",
     "WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-webhooks",
     "WEBHOOK_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-webhooks-dlq",
+    "EXPORT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-exports",
     "MAIL_SENDER": "no-reply@kumo.example",
     "JWT_SECRET": "openapi-generation-only-secret-0123456789",
     "APP_URL": "http://localhost:8080",

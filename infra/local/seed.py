@@ -48,6 +48,7 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         MAIL_DLQ_URL=f"{queue_url}-dlq",
         WEBHOOK_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks",
         WEBHOOK_DLQ_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks-dlq",
+        EXPORT_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-exports",
         MAIL_SENDER=MAIL_SENDER,
         JWT_SECRET=jwt_secret,
         APP_URL=stack.gateway,

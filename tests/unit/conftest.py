@@ -40,6 +40,7 @@ os.environ.update(
     MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",
     WEBHOOK_QUEUE_URL=WEBHOOK_QUEUE_URL,
     WEBHOOK_DLQ_URL=f"{QUEUE_BASE}/kumo-test-webhooks-dlq",
+    EXPORT_QUEUE_URL=f"{QUEUE_BASE}/kumo-test-exports",
     WEBHOOK_BACKOFF_SECONDS="2",
     MAIL_SENDER="no-reply@kumo.test",
     JWT_SECRET="unit-test-secret-that-is-long-enough-0123456789",
