@@ -31,7 +31,7 @@ IdempotencyKey = Annotated[
 )
 def create_export(
     device_id: str, body: ExportRequest, idempotency_key: IdempotencyKey = None
-) -> Response[ExportOut]:
+) -> Response[str]:
     export, replayed = exports.request_export(
         user_id=current_principal(app).user_id,
         device_id=device_id,
@@ -41,7 +41,10 @@ def create_export(
     headers = {"Location": f"/api/v1/devices/{device_id}/exports/{export.export_id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return Response(status_code=202, body=exports.export_out(export), headers=headers)
+    body_out = exports.export_out(export).model_dump_json(by_alias=True)
+    return Response(
+        status_code=202, content_type="application/json", body=body_out, headers=headers
+    )
 
 
 lambda_handler = http_handler(app)

@@ -573,9 +573,13 @@ class _Upload:
         self.size += len(data)
         if self.size > MAX_BYTES:
             raise ExportTooLarge(f"The file would pass {MAX_BYTES // (1024 * 1024)} MiB.")
-        self.buffer.write(data)
-        if self.buffer.tell() >= PART_BYTES:
-            self._send_part()
+        view = memoryview(data)
+        while view:
+            room = PART_BYTES - self.buffer.tell()
+            self.buffer.write(view[:room])
+            view = view[room:]
+            if self.buffer.tell() >= PART_BYTES:
+                self._send_part()
 
     def _send_part(self) -> None:
         if self.upload_id is None:
@@ -643,12 +647,12 @@ def write_csv(export: ExportModel, upload: _Upload, remaining_ms: Callable[[], i
         if rows > MAX_ROWS:
             raise ExportTooLarge(f"The export would pass {MAX_ROWS} rows.")
         writer.writerow([iso_ms(ts), *_cells(row, metrics, resolution)])
+        if rows % 500 == 0 and remaining_ms() < RESERVE_MS:
+            raise OutOfTime("time running out before the file was written")
         if text.tell() >= 64 * 1024:
             upload.write(text.getvalue().encode())
             text.seek(0)
             text.truncate()
-            if remaining_ms() < RESERVE_MS:
-                raise OutOfTime("The invocation ended before the export was written.")
     upload.write(text.getvalue().encode())
     upload.close()
     return Built(rows=rows, size=upload.size)
@@ -704,7 +708,11 @@ def build_batch(records: Iterable[dict[str, Any]], remaining_ms: Callable[[], in
             logger.exception("export not built", export_id=export.export_id, receives=receives)
             if receives >= MAX_RECEIVES and not isinstance(error, Busy):
                 # The reason is for users: the details stay in the log above.
-                cause = str(error) if isinstance(error, OutOfTime) else "an internal error"
+                cause = (
+                    "the worker's time running out"
+                    if isinstance(error, OutOfTime)
+                    else "an internal error"
+                )
                 _fail(export, f"The export failed {receives} times, the last with {cause}.")
             failed.append(message_id)
     return failed
