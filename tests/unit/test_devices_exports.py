@@ -360,7 +360,8 @@ def test_same_idempotency_key_and_body_answer_the_first_export(
     body = {"from": T0 - 1000, "to": T0, "metrics": ["temp"]}
     headers = {"Idempotency-Key": "retry-me-1"}
     first = post_export(call, fleet, fleet.member, body, headers=headers)
-    second = post_export(call, fleet, fleet.member, body, headers=headers)
+    # Header names are case-insensitive
+    second = post_export(call, fleet, fleet.member, body, headers={"idempotency-key": "retry-me-1"})
     assert first["statusCode"] == second["statusCode"] == 202
     assert first["json"]["id"] == second["json"]["id"]
     assert second["multiValueHeaders"]["Idempotent-Replayed"][0] == "true"

@@ -713,6 +713,9 @@ def build_batch(records: Iterable[dict[str, Any]], remaining_ms: Callable[[], in
                     if isinstance(error, OutOfTime)
                     else "an internal error"
                 )
-                _fail(export, f"The export failed {receives} times, the last with {cause}.")
+                try:
+                    _fail(export, f"The export failed {receives} times, the last with {cause}.")
+                except Exception:  # the message still fails alone, and dead-letters
+                    logger.exception("export not marked failed", export_id=export.export_id)
             failed.append(message_id)
     return failed
