@@ -60,6 +60,7 @@ def _configure(endpoints: dict[str, Any]) -> None:
         WEBHOOK_QUEUE_URL=f"{queues}-webhooks",
         WEBHOOK_DLQ_URL=f"{queues}-webhooks-dlq",
         CONFIG_SHADOW_QUEUE_URL=f"{queues}-config-shadow",
+        EXPORT_QUEUE_URL=f"{queues}-exports",
         MAIL_SENDER="bench@kumo.local",
         JWT_SECRET="bench-only-secret-not-used-for-anything-0123",  # noqa: S106
         APP_URL=gateway,

@@ -58,6 +58,7 @@ DUMMY_ENVIRONMENT = {
     "CONFIG_SHADOW_QUEUE_URL": (
         "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-config-shadow"
     ),
+    "EXPORT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-exports",
     "MAIL_SENDER": "no-reply@kumo.example",
     "JWT_SECRET": "openapi-generation-only-secret-0123456789",
     "APP_URL": "http://localhost:8080",

@@ -52,6 +52,7 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         WEBHOOK_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks",
         WEBHOOK_DLQ_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks-dlq",
         CONFIG_SHADOW_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-config-shadow",
+        EXPORT_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-exports",
         MAIL_SENDER=MAIL_SENDER,
         JWT_SECRET=jwt_secret,
         APP_URL=stack.gateway,

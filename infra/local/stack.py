@@ -281,12 +281,16 @@ def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
     outputs = stack_outputs(stack)
     if outputs is None:
         raise SystemExit("the stack did not reach a *_COMPLETE state")
-    apply_engine_workarounds(stack, outputs["ApiId"], outputs["WebSocketApiId"])
+    apply_engine_workarounds(
+        stack, outputs["ApiId"], outputs["WebSocketApiId"], outputs["DataBucket"]
+    )
     marker.write_text(fingerprint)
     return outputs
 
 
-def apply_engine_workarounds(stack: Stack, api_id: str, websocket_api_id: str) -> None:
+def apply_engine_workarounds(
+    stack: Stack, api_id: str, websocket_api_id: str, data_bucket: str
+) -> None:
     """Set by API what MiniStack ignores in the template (docs/adr/0004-local-engine-gaps.md)."""
     from infra.template import template
 
@@ -325,6 +329,21 @@ def apply_engine_workarounds(stack: Stack, api_id: str, websocket_api_id: str) -
             websocket.update_authorizer(
                 ApiId=websocket_api_id, AuthorizerId=authorizer["AuthorizerId"], IdentitySource=[]
             )
+    # 4. The data bucket's LifecycleConfiguration (exports expire after a week).
+    bucket = template()["Resources"]["DataBucket"]["Properties"]
+    rules = [
+        {
+            "ID": rule["Id"],
+            "Status": rule["Status"],
+            "Filter": {"Prefix": rule.get("Prefix", "")},
+            "Expiration": {"Days": rule["ExpirationInDays"]},
+            "AbortIncompleteMultipartUpload": rule["AbortIncompleteMultipartUpload"],
+        }
+        for rule in bucket["LifecycleConfiguration"]["Rules"]
+    ]
+    _client(stack, "s3").put_bucket_lifecycle_configuration(
+        Bucket=data_bucket, LifecycleConfiguration={"Rules": rules}
+    )
 
 
 def _client(stack: Stack, service: str) -> Any:

@@ -43,6 +43,7 @@ os.environ.update(
     WEBHOOK_QUEUE_URL=WEBHOOK_QUEUE_URL,
     WEBHOOK_DLQ_URL=f"{QUEUE_BASE}/kumo-test-webhooks-dlq",
     CONFIG_SHADOW_QUEUE_URL=f"{QUEUE_BASE}/kumo-test-config-shadow",
+    EXPORT_QUEUE_URL=f"{QUEUE_BASE}/kumo-test-exports",
     WEBHOOK_BACKOFF_SECONDS="2",
     MAIL_SENDER="no-reply@kumo.test",
     JWT_SECRET="unit-test-secret-that-is-long-enough-0123456789",

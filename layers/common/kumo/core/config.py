@@ -39,6 +39,8 @@ class Settings:
     mail_dead_letter_url: str
     webhook_queue_url: str
     webhook_dead_letter_url: str
+    # Ids of CSV exports to build (kumo.devices.exports).
+    export_queue_url: str
     mail_sender: str
     jwt_secret: str
     app_url: str
@@ -87,6 +89,7 @@ def get_settings() -> Settings:
         mail_dead_letter_url=_require("MAIL_DLQ_URL", missing),
         webhook_queue_url=_require("WEBHOOK_QUEUE_URL", missing),
         webhook_dead_letter_url=_require("WEBHOOK_DLQ_URL", missing),
+        export_queue_url=_require("EXPORT_QUEUE_URL", missing),
         mail_sender=_require("MAIL_SENDER", missing),
         jwt_secret=_require("JWT_SECRET", missing),
         app_url=_require("APP_URL", missing).rstrip("/"),

@@ -17,7 +17,7 @@ MAX_RAW_WINDOW_MS = 7 * 24 * 3600 * 1000
 _METRIC = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
-def _moment_ms(value: str, field: str) -> int:
+def moment_ms(value: str, field: str) -> int:
     if value.isdigit():
         return int(value)
     try:
@@ -43,8 +43,8 @@ def query(
     service.get_device_for(user_id, device_id, "viewer")
     if not _METRIC.match(metric):
         raise invalid("metric", "Metric names are letters, digits, '_', '.', '-' (max 64).")
-    end_ms = _moment_ms(end, "to") if end else int(clock.now() * 1000)
-    start_ms = _moment_ms(start, "from") if start else end_ms - DEFAULT_WINDOW_MS
+    end_ms = moment_ms(end, "to") if end else int(clock.now() * 1000)
+    start_ms = moment_ms(start, "from") if start else end_ms - DEFAULT_WINDOW_MS
     if start_ms > end_ms:
         raise invalid("from", "'from' must not be after 'to'.")
     if resolution == "raw" and end_ms - start_ms > MAX_RAW_WINDOW_MS:
