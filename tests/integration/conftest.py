@@ -15,12 +15,16 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import boto3
+import paho.mqtt.client as mqtt
 import pytest
 import requests
+from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local import stack as local_stack
 
@@ -105,6 +109,44 @@ class Outbox:
         match = re.search(r"token=([A-Za-z0-9_\-]+)", mail["BodyText"])
         assert match, mail["BodyText"]
         return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def aws(endpoints: dict[str, Any]) -> Callable[[str], Any]:
+    """boto3 clients on the local engine, for what a test checks behind the API."""
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=endpoints["gateway"],
+            region_name=endpoints["region"],
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    return client
+
+
+@pytest.fixture(scope="module")
+def mqtt_client(endpoints: dict[str, Any]) -> Iterator[mqtt.Client]:
+    """One MQTT connection for the module's publishes."""
+    gateway = urlsplit(endpoints["gateway"])
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"it-{uuid.uuid4().hex[:8]}",
+        transport="websockets",
+        protocol=mqtt.MQTTv311,
+    )
+    # The engine serves MQTT over WebSocket on its main port for an IoT data host name.
+    client.ws_set_options(
+        path="/mqtt", headers={"Host": f"kumo.iot.{endpoints['region']}.localhost"}
+    )
+    client.connect(gateway.hostname or "127.0.0.1", gateway.port or 4566, keepalive=30)
+    client.loop_start()
+    yield client
+    # An open MQTT connection would hold up the engine's shutdown.
+    client.disconnect()
+    client.loop_stop()
 
 
 @pytest.fixture(scope="session")

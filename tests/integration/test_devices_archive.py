@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
@@ -31,20 +30,6 @@ DAY_MS = 86_400_000
 SWEEP_DEADLINE_SECONDS = 150.0
 ARCHIVE_DEADLINE_SECONDS = 30.0
 TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
-
-
-@pytest.fixture(scope="module")
-def aws(endpoints: dict[str, Any]) -> Callable[[str], Any]:
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=endpoints["gateway"],
-            region_name=endpoints["region"],
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    return client
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import paho.mqtt.client as mqtt
 import pytest
 from botocore.exceptions import ClientError
@@ -48,20 +47,6 @@ def fleet(api: Api, outbox: Outbox) -> dict[str, Any]:
         "plain": http_device.json(),
         "outsider": outsider,
     }
-
-
-@pytest.fixture(scope="module")
-def aws(endpoints: dict[str, Any]) -> Callable[[str], Any]:
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=endpoints["gateway"],
-            region_name=endpoints["region"],
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    return client
 
 
 class ShadowDevice:

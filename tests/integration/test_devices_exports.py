@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
@@ -174,20 +173,6 @@ def test_another_org_gets_404(api: Api, fleet: dict[str, Any], readings: dict[st
 
 
 # --- the engine -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def aws(endpoints: dict[str, Any]) -> Any:
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=endpoints["gateway"],
-            region_name=endpoints["region"],
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    return client
 
 
 def test_data_bucket_expires_exports_after_a_week(aws: Any, endpoints: dict[str, Any]) -> None:

@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.integration.conftest import Api, Outbox, signed_up_user
 
@@ -33,27 +30,6 @@ def fleet(api: Api, outbox: Outbox) -> dict[str, Any]:
     ]
     outsider = signed_up_user(api, outbox, "outsider")["access_token"]
     return {"token": token, "org_id": org_id, "devices": devices, "outsider": outsider}
-
-
-@pytest.fixture(scope="module")
-def mqtt_client(endpoints: dict[str, Any]) -> Iterator[mqtt.Client]:
-    gateway = urlsplit(endpoints["gateway"])
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"it-{uuid.uuid4().hex[:8]}",
-        transport="websockets",
-        protocol=mqtt.MQTTv311,
-    )
-    # The engine serves MQTT over WebSocket on its main port for an IoT data host name.
-    client.ws_set_options(
-        path="/mqtt", headers={"Host": f"kumo.iot.{endpoints['region']}.localhost"}
-    )
-    client.connect(gateway.hostname or "127.0.0.1", gateway.port or 4566, keepalive=30)
-    client.loop_start()
-    yield client
-    # An open MQTT connection would hold up the engine's shutdown.
-    client.disconnect()
-    client.loop_stop()
 
 
 def _publish(client: mqtt.Client, org_id: str, device_id: str, payload: Any) -> None:

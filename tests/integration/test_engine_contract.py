@@ -16,20 +16,6 @@ import boto3
 import pytest
 
 
-@pytest.fixture(scope="module")
-def aws(endpoints: dict[str, Any]) -> Any:
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=endpoints["gateway"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    return client
-
-
 def test_every_table_has_ttl_after_deploy(aws: Any, endpoints: dict[str, Any]) -> None:
     dynamodb = aws("dynamodb")
     for name in ("identity", "orgs", "tasks"):

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any
 
-import boto3
 import pytest
 
 from infra.template import template
@@ -61,20 +60,6 @@ def handler(event, context):
 
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def aws(endpoints: dict[str, Any]) -> Callable[[str], Any]:
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=endpoints["gateway"],
-            region_name=endpoints["region"],
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    return client
 
 
 def _create_table(aws: Callable[[str], Any], *, view: str = "NEW_AND_OLD_IMAGES") -> str:

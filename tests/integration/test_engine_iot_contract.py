@@ -59,20 +59,6 @@ def _now_ms() -> int:
 # --- AWS clients and resources ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def aws(endpoints: dict[str, Any]) -> Callable[[str], Any]:
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=endpoints["gateway"],
-            region_name=endpoints["region"],
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    return client
-
-
 @pytest.fixture
 def root() -> str:
     """A topic root of this test's own, standing in for `kumo`."""

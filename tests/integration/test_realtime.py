@@ -10,12 +10,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -111,25 +108,6 @@ def site(api: Api, outbox: Outbox) -> dict[str, Any]:
         "other_org": other_org,
         "other_device": other_device,
     }
-
-
-@pytest.fixture(scope="module")
-def mqtt_client(endpoints: dict[str, Any]) -> Iterator[mqtt.Client]:
-    gateway = urlsplit(endpoints["gateway"])
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"it-live-{uuid.uuid4().hex[:8]}",
-        transport="websockets",
-        protocol=mqtt.MQTTv311,
-    )
-    client.ws_set_options(
-        path="/mqtt", headers={"Host": f"kumo.iot.{endpoints['region']}.localhost"}
-    )
-    client.connect(gateway.hostname or "127.0.0.1", gateway.port or 4566, keepalive=30)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
 
 
 def _device_channel(device_id: str) -> dict[str, str]:
