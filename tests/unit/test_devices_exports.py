@@ -524,14 +524,14 @@ def test_one_failing_export_does_not_fail_its_batch_neighbour(
     store(fleet, [(T0, {"temp": 1.0})])
     good, _ = request(fleet, metrics=["temp"])
     bad, _ = request(other, metrics=["temp"])
-    original = telemetry.query_readings
+    original = telemetry.raw_readings
 
-    def flaky(**kwargs: Any) -> Any:
-        if kwargs["device_id"] == other.device:
+    def flaky(device_id: str, start_ms: int, end_ms: int) -> Any:
+        if device_id == other.device:
             raise RuntimeError("throttled")
-        return original(**kwargs)
+        return original(device_id, start_ms, end_ms)
 
-    monkeypatch.setattr(telemetry, "query_readings", flaky)
+    monkeypatch.setattr(telemetry, "raw_readings", flaky)
     messages = queued_messages()
     failed = exports.build_batch(as_records(messages), plenty)
     bad_message = [m["MessageId"] for m in messages if bad.export_id in m["Body"]]
@@ -546,10 +546,10 @@ def test_last_failed_attempt_records_the_reason(
 ) -> None:
     export, _ = request(fleet, metrics=["temp"])
 
-    def broken(**_: Any) -> Any:
+    def broken(*_: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(telemetry, "query_readings", broken)
+    monkeypatch.setattr(telemetry, "raw_readings", broken)
     messages = queued_messages()
     later = clock.now()
     for receive in (1, 2, 3):
@@ -710,3 +710,16 @@ def test_merge_rows_orders_streams_that_are_out_of_order_within_the_disorder() -
 
 def test_request_keys_stay_out_of_a_device_export_list() -> None:
     assert not export_request_key("abc").startswith(export_sort_key(""))
+
+
+def test_raw_rows_orders_readings_that_come_out_of_order_within_an_item_span() -> None:
+    span = telemetry.RAW_SPAN_MS
+    readings = [
+        (105, {"a": 1.0}),
+        (103, {"a": 2.0, "b": 9.0, "other": 0.0}),
+        (103, {"b": 4.0}),  # the same instant again: its value wins
+        (110 + span, {"b": 3.0}),  # rows before 110 are complete now
+        (100 + 3 * span, {"other": 1.0}),  # no chosen metric: no row
+    ]
+    rows = list(exports.raw_rows(readings, ["a", "b"]))
+    assert rows == [(103, {"a": 2.0, "b": 4.0}), (105, {"a": 1.0}), (110 + span, {"b": 3.0})]

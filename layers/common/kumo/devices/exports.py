@@ -490,6 +490,32 @@ def _points(device_id: str, metric: str, export: ExportModel) -> Iterator[tuple[
             return
 
 
+def raw_rows(
+    readings: Iterable[tuple[int, dict[str, float]]], metrics: Sequence[str]
+) -> Iterator[tuple[int, dict[str, float]]]:
+    """Rows by time from raw readings that come within RAW_SPAN_MS of time order (items are
+    read by their first reading and span at most that): rows older than the last reading
+    minus the span are complete. Only the chosen metrics are kept."""
+    wanted = set(metrics)
+    pending: dict[int, dict[str, float]] = {}
+    waiting: list[int] = []
+    for ts, values in readings:
+        chosen = {m: v for m, v in values.items() if m in wanted}
+        if not chosen:
+            continue
+        row = pending.get(ts)
+        if row is None:
+            row = pending[ts] = {}
+            heapq.heappush(waiting, ts)
+        row.update(chosen)  # a second value at the same instant replaces the first
+        while waiting and waiting[0] < ts - telemetry.RAW_SPAN_MS:
+            done = heapq.heappop(waiting)
+            yield done, pending.pop(done)
+    while waiting:
+        done = heapq.heappop(waiting)
+        yield done, pending.pop(done)
+
+
 def _epoch_ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
@@ -497,11 +523,10 @@ def _epoch_ms(iso: str) -> int:
 def merge_rows(
     streams: dict[str, Iterator[tuple[int, Any]]], disorder_ms: int
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows by time from one stream per metric, each in order give or take `disorder_ms`.
-
-    Raw items are read by their first reading, and one spans at most RAW_SPAN_MS, so after
-    a point at t a stream never yields one before t - RAW_SPAN_MS: rows older than the
-    slowest stream's last point minus that are complete. Only those in between are held."""
+    """Rows by time from one stream per metric (rollup buckets), each in order give or take
+    `disorder_ms`: after a point at t a stream never yields one before t - disorder_ms, so rows
+    older than the slowest stream's last point minus that are complete. Only those in between
+    are held."""
     frontier: list[tuple[int, str]] = []
     pending: dict[int, dict[str, Any]] = {}
     waiting: list[int] = []
@@ -546,7 +571,7 @@ def header(metrics: Sequence[str], resolution: Resolution) -> list[str]:
 
 def _cells(row: dict[str, Any], metrics: Sequence[str], resolution: str) -> list[str]:
     if resolution == "raw":
-        return [_number(row[m].value) if m in row else "" for m in metrics]
+        return [_number(float(row[m])) if m in row else "" for m in metrics]
     cells: list[str] = []
     for metric in metrics:
         point = row.get(metric)
@@ -636,13 +661,18 @@ def write_csv(export: ExportModel, upload: _Upload, remaining_ms: Callable[[], i
     """Stream the export's rows into `upload`; stops at a cap or when time runs short."""
     metrics: list[str] = json.loads(export.metrics_json)
     resolution = export.resolution
-    streams = {m: _points(export.device_id, m, export) for m in metrics}
-    disorder = telemetry.RAW_SPAN_MS if resolution == "raw" else 0
+    if resolution == "raw":  # one pass over the items for every metric
+        start, end = int(export.start_ms), int(export.end_ms)
+        readings = telemetry.raw_readings(export.device_id, start, end)
+        rows_by_time = raw_rows(readings, metrics)
+    else:
+        streams = {m: _points(export.device_id, m, export) for m in metrics}
+        rows_by_time = merge_rows(streams, 0)
     text = io.StringIO()
     writer = csv.writer(text)  # RFC 4180: CRLF line ends, quoting where needed
     writer.writerow(header(metrics, resolution))  # type: ignore[arg-type]
     rows = 0
-    for ts, row in merge_rows(streams, disorder):
+    for ts, row in rows_by_time:
         rows += 1
         if rows > MAX_ROWS:
             raise ExportTooLarge(f"The export would pass {MAX_ROWS} rows.")

@@ -53,7 +53,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -1060,6 +1060,22 @@ def _query_raw(
         if examined == _RAW_ITEMS_PER_PAGE:
             return points, _raw_cursor(partition, item.sk, len(readings))
     return points, None
+
+
+def raw_readings(
+    device_id: str, start_ms: int, end_ms: int
+) -> Iterator[tuple[int, dict[str, float]]]:
+    """Every raw reading of the device in [start, end] with all its metrics, for a reader of
+    many metrics (an export) that would otherwise read each item once per metric. Items come
+    in order of their first reading, so readings come within RAW_SPAN_MS of time order."""
+    lower = raw_sort_bound(start_ms - RAW_SPAN_MS, upper=False)
+    upper = raw_sort_bound(end_ms, upper=True)
+    for item in RawReadingsModel.query(
+        raw_key(device_id), RawReadingsModel.sk.between(lower, upper)
+    ):
+        for ts, values in json.loads(item.r):
+            if start_ms <= ts <= end_ms:
+                yield ts, values
 
 
 def latest(device_id: str) -> dict[str, LatestValue]:
