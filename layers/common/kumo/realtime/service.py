@@ -21,8 +21,6 @@ from kumo.core.config import get_settings
 from kumo.core.dynamo import transaction
 from kumo.core.errors import BadRequest, Conflict, Gone, KumoError, ValidationFailed
 from kumo.core.principal import Principal
-from kumo.devices import service as devices
-from kumo.orgs.service import require_org_role
 from kumo.realtime import fanout
 from kumo.realtime.models import (
     CONNECTION_TTL_SECONDS,
@@ -77,6 +75,10 @@ def parse(body: str | None, model: type[SubscriptionMessage] | type[PingMessage]
 
 def _channel(user_id: str, message: SubscriptionMessage) -> tuple[str, dict[str, str]]:
     """The channel a subscription names, once the user may read it; and what the ack echoes."""
+    # Here, not at the top: $connect and $disconnect import this module and need neither.
+    from kumo.devices import service as devices
+    from kumo.orgs.service import require_org_role
+
     if message.channel == "device":
         assert message.device_id  # the schema requires it for this channel
         device = devices.get_device_for(user_id, message.device_id, "viewer")
