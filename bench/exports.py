@@ -15,71 +15,28 @@ deadline.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.local import (  # noqa: E402 (the repository root goes on the path first)
+    TIMEOUT_SECONDS,
+    Api,
+    BenchError,
+    bench_org,
+    require_loopback,
+    sign_in,
+)
+
 DEFAULT_ENDPOINTS = ROOT / ".local" / "endpoints.json"
-ORG_NAME = "Kumo bench"
 DEADLINE_SECONDS = 600.0
-TIMEOUT_SECONDS = 30
-
-
-class BenchError(Exception):
-    """The stack is missing or behaved other than the benchmark expects."""
-
-
-class Api:
-    def __init__(self, base: str) -> None:
-        self.base, self.token = base, ""
-        self.session = requests.Session()
-        self.session.trust_env = False  # nothing between us and loopback
-
-    def call(self, method: str, path: str, expected: int, token: str = "", **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {token or self.token}"} if token or self.token else {}
-        response = self.session.request(
-            method, self.base + path, headers=headers, timeout=TIMEOUT_SECONDS, **kwargs
-        )
-        if response.status_code != expected:
-            raise BenchError(
-                f"{method} {path}: HTTP {response.status_code} (expected {expected}): "
-                f"{response.text[:300]}"
-            )
-        return response.json() if response.content else None
-
-
-def require_loopback(url: str) -> None:
-    host = urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise BenchError(f"refusing {url}: the benchmark only targets a loopback stack")
-
-
-def sign_in(api: Api, endpoints: dict[str, Any]) -> None:
-    accounts = (endpoints.get("demo") or {}).get("accounts") or []
-    admin = next((a for a in accounts if a.get("role") == "admin"), None)
-    if admin is None:
-        raise BenchError("no demo admin in the endpoints file: run `make up` (it seeds one)")
-    body = {"email": admin["email"], "password": admin["password"]}
-    api.token = str(api.call("POST", "/api/v1/auth/login", 200, json=body)["access_token"])
-
-
-def bench_org(api: Api) -> str:
-    page = api.call("GET", "/api/v1/orgs", 200, params={"limit": 100})
-    for org in page["items"]:
-        if org["name"] == ORG_NAME and org["role"] in ("owner", "admin"):
-            return str(org["id"])
-    return str(api.call("POST", "/api/v1/orgs", 201, json={"name": ORG_NAME})["id"])
 
 
 def post_readings(api: Api, key: str, readings: int, per_message: int, metrics: int) -> int:
@@ -106,7 +63,7 @@ def run(options: argparse.Namespace) -> None:
     base = str(endpoints["api"]).rstrip("/")
     require_loopback(base)
     api = Api(base)
-    sign_in(api, endpoints)
+    api.token = sign_in(api, endpoints)
     org_id = bench_org(api)
     device = api.call(
         "POST", "/api/v1/devices", 201, json={"org_id": org_id, "name": "export bench"}

@@ -36,7 +36,6 @@ a pass and a deadline on every wait.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import math
 import os
@@ -72,10 +71,11 @@ from bench.cost import (  # noqa: E402 (the repository root goes on the path fir
     kumo_operations,
     naive_operations,
 )
+from bench.local import Api as LocalApi  # noqa: E402 (the repository root goes first)
+from bench.local import BenchError, bench_org, require_loopback, sign_in  # noqa: E402
 
 DEFAULT_ENDPOINTS = ROOT / ".local" / "endpoints.json"
 TIMEOUT_SECONDS = 30
-ORG_NAME = "Kumo bench"
 LATENCY_POLL_SECONDS = 0.1
 COUNT_POLL_SECONDS = 1.0
 MAX_READINGS = 200_000  # per pass: --seconds x --rate
@@ -86,74 +86,13 @@ BACKLOG_SECONDS = 5.0
 INGEST_FUNCTION = "IngestTelemetryFunction"
 
 
-class BenchError(Exception):
-    """The stack is missing or answered something other than what the benchmark expects."""
-
-
 # --- the API -------------------------------------------------------------------------------
 
 
-class Api:
-    """One keep-alive session (one per thread: a requests.Session is not thread-safe)."""
-
-    def __init__(self, base: str, token: str | None = None) -> None:
-        self.base, self.token = base, token
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy or .netrc between us and loopback
-
-    def call(self, method: str, path: str, expected: int, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        response = self.session.request(
-            method, self.base + path, headers=headers, timeout=TIMEOUT_SECONDS, **kwargs
-        )
-        if response.status_code != expected:
-            raise BenchError(
-                f"{method} {path}: HTTP {response.status_code} (expected {expected}): "
-                f"{response.text[:300]}"
-            )
-        return response.json() if response.content else None
-
+class Api(LocalApi):
     def points(self, device_id: str, **params: Any) -> tuple[list[dict[str, Any]], str | None]:
         page = self.call("GET", f"/api/v1/devices/{device_id}/readings", 200, params=params)
         return page["items"], page.get("next_cursor")
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def require_loopback(url: str) -> None:
-    host = urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise BenchError(f"refusing {url}: the benchmark only targets a loopback stack")
-
-
-def sign_in(api: Api, endpoints: dict[str, Any]) -> str:
-    accounts = (endpoints.get("demo") or {}).get("accounts") or []
-    admin = next((a for a in accounts if a.get("role") == "admin"), None)
-    if admin is None:
-        raise BenchError("no demo admin in the endpoints file: run `make up` (it seeds one)")
-    body = {"email": admin["email"], "password": admin["password"]}
-    return str(api.call("POST", "/api/v1/auth/login", 200, json=body)["access_token"])
-
-
-def bench_org(api: Api) -> str:
-    """The org "Kumo bench" the demo admin owns, created on first use (orgs stay: the API
-    deletes none; its devices are deleted after every pass)."""
-    cursor: str | None = None
-    for _ in range(20):
-        params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-        page = api.call("GET", "/api/v1/orgs", 200, params=params)
-        for org in page["items"]:
-            if org["name"] == ORG_NAME and org["role"] in ("owner", "admin"):
-                return str(org["id"])
-        cursor = page.get("next_cursor")
-        if not cursor:
-            break
-    return str(api.call("POST", "/api/v1/orgs", 201, json={"name": ORG_NAME})["id"])
 
 
 # --- publishing ----------------------------------------------------------------------------

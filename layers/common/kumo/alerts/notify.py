@@ -39,23 +39,7 @@ def number(value: float) -> float | int:
 def announce_triggered(alert: AlertModel, rule: AlertRuleModel) -> None:
     """The event, then every channel of the rule. Raises if any of them fails: the caller
     leaves the alert un-notified, and a later evaluation sends it again."""
-    events.publish(
-        source=SOURCE,
-        detail_type=TRIGGERED,
-        detail={
-            "alert_id": alert.alert_id,
-            "org_id": alert.org_id,
-            "device_id": alert.device_id,
-            "rule_id": alert.rule_id,
-            "metric": alert.metric,
-            "comparison": alert.comparison,
-            "value": number(alert.value),
-            "threshold": number(alert.threshold),
-            "severity": alert.severity,
-            "triggered_at": alert.triggered_at,
-            "opened_at": alert.opened_at,
-        },
-    )
+    events.publish(source=SOURCE, detail_type=TRIGGERED, detail=_triggered_detail(alert))
     channels: dict[str, Any] = json.loads(rule.channels_json)
     addresses = _recipients(alert.org_id, channels.get("email"))
     if addresses:
@@ -81,52 +65,41 @@ def announce_resolved(
     reason: str,
     resolved_at: str,
 ) -> None:
-    events.publish(
-        source=SOURCE,
-        detail_type=RESOLVED,
-        detail={
-            "alert_id": alert_id,
-            "org_id": org_id,
-            "device_id": device_id,
-            "rule_id": rule_id,
-            "resolved_value": None if value is None else number(value),
-            "reason": reason,
-            "resolved_at": resolved_at,
-        },
-    )
+    detail = {
+        "alert_id": alert_id,
+        "org_id": org_id,
+        "device_id": device_id,
+        "rule_id": rule_id,
+        "resolved_value": None if value is None else number(value),
+        "reason": reason,
+        "resolved_at": resolved_at,
+    }
+    events.publish(source=SOURCE, detail_type=RESOLVED, detail=detail)
     # Resolutions reach every alerts subscriber, whatever the rule's channels, so a live list
     # of open alerts loaded over HTTP can drop them.
-    fanout.publish_alert(
-        org_id,
-        {
-            "state": "resolved",
-            "alert_id": alert_id,
-            "device_id": device_id,
-            "rule_id": rule_id,
-            "resolved_value": None if value is None else number(value),
-            "reason": reason,
-            "resolved_at": resolved_at,
-        },
-    )
+    fanout.publish_alert(org_id, {"state": "resolved", **detail})
+
+
+def _triggered_detail(alert: AlertModel) -> dict[str, Any]:
+    """What `alert.triggered` and the WebSocket push say about an alert that opened."""
+    return {
+        "alert_id": alert.alert_id,
+        "org_id": alert.org_id,
+        "device_id": alert.device_id,
+        "rule_id": alert.rule_id,
+        "metric": alert.metric,
+        "comparison": alert.comparison,
+        "value": number(alert.value),
+        "threshold": number(alert.threshold),
+        "severity": alert.severity,
+        "triggered_at": alert.triggered_at,
+        "opened_at": alert.opened_at,
+    }
 
 
 def notify_websocket(alert: AlertModel) -> None:
     """The rule's WebSocket channel: the org's `alerts` subscribers get the alert at once."""
-    fanout.publish_alert(
-        alert.org_id,
-        {
-            "state": "open",
-            "alert_id": alert.alert_id,
-            "device_id": alert.device_id,
-            "rule_id": alert.rule_id,
-            "metric": alert.metric,
-            "comparison": alert.comparison,
-            "value": number(alert.value),
-            "threshold": number(alert.threshold),
-            "severity": alert.severity,
-            "triggered_at": alert.triggered_at,
-        },
-    )
+    fanout.publish_alert(alert.org_id, {"state": "open", **_triggered_detail(alert)})
 
 
 def _recipients(org_id: str, email: object) -> list[str]:

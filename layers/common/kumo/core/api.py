@@ -13,7 +13,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kumo.core.errors import PROBLEM_CONTENT_TYPE, KumoError, problem, problem_for
+from kumo.core.errors import (
+    PROBLEM_CONTENT_TYPE,
+    KumoError,
+    field_errors,
+    problem,
+    problem_for,
+)
 from kumo.core.principal import Principal
 
 logger = Logger()
@@ -35,12 +41,6 @@ def problem_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Respo
     )
 
 
-def _field_path(location: tuple[Any, ...]) -> str:
-    # Powertools prefixes locations with "body"/"query"; clients want the field itself.
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or str(location[0] if location else "")
-
-
 def make_resolver() -> APIGatewayRestResolver:
     """A resolver with request validation and every error mapped to RFC 7807 once."""
     app = APIGatewayRestResolver(enable_validation=True)
@@ -54,10 +54,7 @@ def make_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response[str]:
-        errors = [
-            {"field": _field_path(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
-            for e in error.errors()
-        ]
+        errors = field_errors(error.errors())
         body = problem(
             status=422,
             slug="validation-error",

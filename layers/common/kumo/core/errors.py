@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -53,6 +54,22 @@ class ValidationFailed(KumoError):
 def invalid(field: str, message: str) -> ValidationFailed:
     """A 422 about one field, its message both the detail and the field's error."""
     return ValidationFailed(message, errors=[{"field": field, "message": message}])
+
+
+# Where Powertools says a request field came from; clients want the field itself.
+_REQUEST_PARTS = ("body", "query", "path", "header")
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]], *, whole: str = "") -> list[dict[str, str]]:
+    """Pydantic's errors as `[{field, message}]`, the field a dotted path; `whole` names an
+    error about no one field (a model validator's)."""
+    out: list[dict[str, str]] = []
+    for error in errors:
+        location = tuple(error.get("loc", ()))
+        parts = [str(p) for p in location if p not in _REQUEST_PARTS]
+        field = ".".join(parts) or (str(location[0]) if location else whole)
+        out.append({"field": field, "message": str(error.get("msg", "invalid"))})
+    return out
 
 
 class TooManyRequests(KumoError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -27,3 +28,9 @@ def first_id_at(timestamp: float) -> str:
 
 def is_id(value: str) -> bool:
     return len(value) == 26 and all(c in _ALPHABET for c in value)
+
+
+def shard_of(key: str, shards: int) -> int:
+    """A stable shard in [0, shards) for a write-sharded index key: the same on every
+    container and deploy (unlike hash(), which Python salts per process)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:2], "big") % shards

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import Condition
 
-from kumo.core import clock, dynamo
+from kumo.core import batch, clock, dynamo
 from kumo.core.errors import Conflict, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
@@ -357,16 +357,10 @@ def ingest_results(records: Iterable[dict[str, Any]]) -> list[str]:
     A message that cannot be read, names a device that does not exist (or another org than
     the device's own), or that report_result refuses is dropped with a log line: trying it
     again would not change the answer. Only unexpected errors are retried."""
-    failed: list[str] = []
     devices: dict[str, str | None] = {}
-    for record in records:
-        message_id = str(record.get("messageId", ""))
-        try:
-            _ingest_one(record, devices)
-        except Exception:
-            logger.exception("command result not recorded; SQS retries it", message_id=message_id)
-            failed.append(message_id)
-    return failed
+    return batch.failed_message_ids(
+        records, lambda record: _ingest_one(record, devices), what="command result"
+    )
 
 
 def _ingest_one(record: dict[str, Any], devices: dict[str, str | None]) -> None:

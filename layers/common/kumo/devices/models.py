@@ -19,14 +19,12 @@ Access patterns (all GetItem or Query):
 
 from __future__ import annotations
 
-import hashlib
-
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from kumo.core.config import get_settings
-from kumo.core.ids import first_id_at
+from kumo.core.ids import first_id_at, shard_of
 
 META = "META"
 DEVICE_COUNT = "DEVICECOUNT"
@@ -76,7 +74,7 @@ def online_partition(shard: int) -> str:
 
 
 def online_shard(device_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(device_id.encode()).digest()[:2], "big") % ONLINE_SHARDS
+    return shard_of(device_id, ONLINE_SHARDS)
 
 
 def online_sort_key(last_seen_at: str, device_id: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from kumo.core import aws
+from kumo.core import aws, batch
 from kumo.core.config import get_settings
 from kumo.core.errors import KumoError, NotFound
 from kumo.devices import iot, service
@@ -230,15 +230,7 @@ def ingest_reports(records: Iterable[dict[str, Any]]) -> list[str]:
     A report that cannot be read, comes from a thing that is no enabled device's own, or that
     report_config refuses (a version never set) is dropped with a log line: trying it again
     would not change the answer. Only unexpected errors are retried."""
-    failed: list[str] = []
-    for record in records:
-        message_id = str(record.get("messageId", ""))
-        try:
-            _ingest_one(record)
-        except Exception:
-            logger.exception("config report not recorded; SQS retries it", message_id=message_id)
-            failed.append(message_id)
-    return failed
+    return batch.failed_message_ids(records, _ingest_one, what="config report")
 
 
 def _ingest_one(record: dict[str, Any]) -> None:

@@ -19,7 +19,14 @@ from pynamodb.exceptions import DoesNotExist
 from kumo.core import clock
 from kumo.core.config import get_settings
 from kumo.core.dynamo import transaction
-from kumo.core.errors import BadRequest, Conflict, Gone, KumoError, ValidationFailed
+from kumo.core.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    KumoError,
+    ValidationFailed,
+    field_errors,
+)
 from kumo.core.principal import Principal
 from kumo.realtime import fanout
 from kumo.realtime.models import (
@@ -66,10 +73,7 @@ def parse(body: str | None, model: type[SubscriptionMessage] | type[PingMessage]
     try:
         return model.model_validate_json(body or "")
     except ValidationError as error:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-            for e in error.errors(include_url=False)
-        ]
+        errors = field_errors(error.errors(include_url=False), whole="body")
         raise ValidationFailed("The message is not valid.", errors=errors) from error
 
 

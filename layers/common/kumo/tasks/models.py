@@ -13,7 +13,6 @@ Access patterns (all GetItem or Query):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -22,6 +21,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProject
 from pynamodb.models import Model
 
 from kumo.core.config import get_settings
+from kumo.core.ids import shard_of
 
 
 def task_key(task_id: str) -> str:
@@ -83,7 +83,7 @@ def due_partition(shard: int) -> str:
 
 
 def due_shard(task_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:2], "big") % DUE_SHARDS
+    return shard_of(task_id, DUE_SHARDS)
 
 
 def due_sort_key(next_run_at: str, task_id: str) -> str:

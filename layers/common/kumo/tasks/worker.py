@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -249,3 +250,25 @@ def run_webhook(job: WebhookJob) -> Verdict:
     _settle(job, "retrying")
     _delay_next_attempt(job, backoff_seconds(job.receive_count))
     return "retry"
+
+
+def _attempt(record: dict[str, Any]) -> str | None:
+    """The message id if the record must come back, else None."""
+    try:
+        job = job_from_record(record)
+    except (KeyError, TypeError, ValueError):
+        # Kumo only queues ids it wrote; a body it cannot read no retry will fix.
+        logger.exception("malformed webhook message dropped", message_id=record.get("messageId"))
+        return None
+    try:
+        return record["messageId"] if run_webhook(job) == "retry" else None
+    except Exception:
+        logger.exception("webhook attempt crashed", task_id=job.task_id, slot=job.slot)
+        return str(record["messageId"])
+
+
+def run_batch(records: list[dict[str, Any]]) -> list[str]:
+    """Every record of an SQS batch; the message ids to retry (partial batch failures)."""
+    # Calls wait on remote servers, so a batch runs them side by side.
+    with ThreadPoolExecutor(max_workers=max(1, len(records))) as pool:
+        return [message_id for message_id in pool.map(_attempt, records) if message_id]
