@@ -11,7 +11,6 @@ and sign-in (argon2 verification + DynamoDB writes). Loopback only; stops after 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import statistics
 import sys
@@ -19,17 +18,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.local import (  # noqa: E402 (the repository root goes on the path first)
+    TIMEOUT_SECONDS,
+    BenchError,
+    require_loopback,
+)
+
 DEFAULT_ENDPOINTS = ROOT / ".local" / "endpoints.json"
-TIMEOUT_SECONDS = 30
-
-
-class BenchError(Exception):
-    """The stack is missing or answered something other than what the benchmark expects."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +68,6 @@ def load_endpoints(path: Path) -> tuple[str, dict[str, str]]:
         raise BenchError(f"{path} has no demo accounts: run `make up` first (it seeds them)")
     account = next((a for a in accounts if a.get("role") == "user"), accounts[0])
     return api, {"email": str(account["email"]), "password": str(account["password"])}
-
-
-def require_loopback(url: str) -> None:
-    host = urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise BenchError(f"refusing to load {url}: the benchmark only targets a loopback stack")
 
 
 def send(session: requests.Session, probe: Probe) -> requests.Response:
