@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kumo.core.config import ConfigurationError, get_settings
+from kumo.core.config import ConfigurationError, get_settings, variables
 
 
 @pytest.fixture(autouse=True)
@@ -21,19 +21,37 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
     get_settings.cache_clear()
 
 
-def test_get_settings_lists_every_missing_variable(environment):
-    # Given two required variables unset and one empty
-    environment.delenv("JWT_SECRET")
+def test_missing_variable_fails_when_read_naming_it(environment):
+    # Given a required variable unset and another one empty
     environment.delenv("TASKS_TABLE")
     environment.setenv("MAIL_SENDER", "")
 
-    # When reading the settings
-    # Then the error names all three, sorted
-    with pytest.raises(ConfigurationError) as raised:
-        get_settings()
-    assert str(raised.value) == (
-        "missing environment variables: JWT_SECRET, MAIL_SENDER, TASKS_TABLE"
-    )
+    # When reading each of them
+    # Then each read names its own variable
+    settings = get_settings()
+    with pytest.raises(ConfigurationError, match="missing environment variable: TASKS_TABLE$"):
+        _ = settings.tasks_table
+    with pytest.raises(ConfigurationError, match="missing environment variable: MAIL_SENDER$"):
+        _ = settings.mail_sender
+
+
+def test_settings_a_function_does_not_read_need_not_exist(environment):
+    # Given a function deployed with only the identity table
+    environment.delenv("TASKS_TABLE")
+    environment.delenv("JWT_SECRET")
+
+    # When it reads what it has
+    # Then nothing about the others is in the way
+    assert get_settings().identity_table == "kumo-test-identity"
+
+
+def test_every_setting_names_a_distinct_variable():
+    # Given the declared settings
+    names = [env.variable for env in variables().values()]
+
+    # Then no two settings share a variable, and each is upper snake case
+    assert len(names) == len(set(names))
+    assert all(name == name.upper() and " " not in name for name in names)
 
 
 def test_get_settings_refuses_short_jwt_secret(environment):
@@ -43,7 +61,7 @@ def test_get_settings_refuses_short_jwt_secret(environment):
     # When reading the settings
     # Then it is refused
     with pytest.raises(ConfigurationError, match="JWT_SECRET must be at least 32 characters"):
-        get_settings()
+        _ = get_settings().jwt_secret
 
 
 def test_get_settings_applies_defaults_and_strips_app_url(environment):
@@ -65,8 +83,9 @@ def test_get_settings_applies_defaults_and_strips_app_url(environment):
 
 
 def test_get_settings_reads_environment_once(environment):
-    # Given settings already read
+    # Given a setting already read
     first = get_settings()
+    assert first.stage == "test"
 
     # When the environment changes afterwards
     environment.setenv("KUMO_STAGE", "changed")
