@@ -1,0 +1,110 @@
+"""Which settings each function's code reads, found from its imports.
+
+    python -m infra.environment            # a line per function: its variables
+
+A function needs the variable behind a setting when its handler, or any `kumo` module it
+imports (directly, lazily inside a function, or through another module), reads that setting
+as `get_settings().<name>` or `settings.<name>`. The stacks compiler (issue 9) is to give each
+function exactly these variables; today this prints them so the split can be checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER = ROOT / "layers" / "common"
+FUNCTIONS = ROOT / "functions"
+
+
+def _module_file(module: str) -> Path | None:
+    base = LAYER.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(tree: ast.AST, package: str) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, node.module] if node.module else parts)
+            else:
+                base = node.module or ""
+            yield base
+            # `from kumo.orgs import service` imports the module kumo.orgs.service.
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+@cache
+def _parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def kumo_modules(handler: Path) -> set[Path]:
+    """Every kumo source file the handler can import, itself included."""
+    seen: set[Path] = set()
+    todo: list[tuple[Path, str]] = [(handler, "")]
+    while todo:
+        path, package = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imports(_parsed(path), package):
+            if not name.startswith("kumo"):
+                continue
+            # Importing a.b.c runs a/__init__, a/b/__init__ too.
+            parts = name.split(".")
+            for end in range(1, len(parts) + 1):
+                module = ".".join(parts[:end])
+                found = _module_file(module)
+                if found is not None and found not in seen:
+                    pkg = module if found.name == "__init__.py" else module.rpartition(".")[0]
+                    todo.append((found, pkg))
+    return seen
+
+
+def settings_read(paths: set[Path]) -> set[str]:
+    """Names of Settings attributes read in these files."""
+    from kumo.core.config import variables
+
+    known = variables()
+    names: set[str] = set()
+    for path in paths:
+        for node in ast.walk(_parsed(path)):
+            if isinstance(node, ast.Attribute) and node.attr in known:
+                names.add(node.attr)
+    return names
+
+
+def variables_of(handler: Path) -> list[str]:
+    """The environment variables the function with this handler reads, sorted."""
+    from kumo.core.config import variables
+
+    known = variables()
+    return sorted(known[name].variable for name in settings_read(kumo_modules(handler)))
+
+
+def handlers() -> list[Path]:
+    return sorted(FUNCTIONS.glob("*/*/app.py"))
+
+
+def main() -> int:
+    if str(LAYER) not in sys.path:
+        sys.path.insert(0, str(LAYER))
+    for handler in handlers():
+        name = handler.parent.relative_to(FUNCTIONS)
+        print(f"{name}: {' '.join(variables_of(handler)) or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
