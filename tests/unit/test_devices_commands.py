@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from kumo.core import clock
-from kumo.core.config import get_settings
+from kumo.core.config import Settings
 from kumo.core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from kumo.core.ids import first_id_at, new_id
 from kumo.devices import commands, iot, service
@@ -228,10 +228,9 @@ def test_iot_data_client_uses_the_configured_data_endpoint(
     fresh_iot_data_client: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the deployment names the account's data endpoint (and no engine is in between)
-    import dataclasses
-
     host = "abc123-ats.iot.us-east-1.amazonaws.com"
-    settings = dataclasses.replace(get_settings(), iot_data_endpoint=host)
+    settings = Settings()
+    settings.iot_data_endpoint = host  # an instance value wins over the variable
     monkeypatch.setattr(iot, "get_settings", lambda: settings)
     # Then the client talks to it over HTTPS
     assert commands._iot_data().meta.endpoint_url == f"https://{host}"
@@ -241,9 +240,8 @@ def test_iot_data_client_leaves_the_endpoint_to_aws_endpoint_url(
     fresh_iot_data_client: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the local engine's AWS_ENDPOINT_URL and a configured data endpoint
-    import dataclasses
-
-    settings = dataclasses.replace(get_settings(), iot_data_endpoint="abc-ats.iot.example")
+    settings = Settings()
+    settings.iot_data_endpoint = "abc-ats.iot.example"  # an instance value wins over the variable
     monkeypatch.setattr(iot, "get_settings", lambda: settings)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
     # Then boto3's own variable wins
