@@ -4,8 +4,8 @@
 
 A function needs the variable behind a setting when its handler, or any `kumo` module it
 imports (directly, lazily inside a function, or through another module), reads that setting
-as `get_settings().<name>` or `settings.<name>`. The stacks compiler (issue 9) is to give each
-function exactly these variables; today this prints them so the split can be checked.
+as `get_settings().<name>` or `settings.<name>`. This is what a function's template environment
+is to be limited to; today it prints the lists so they can be reviewed.
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ def test_missing_variable_fails_when_read_naming_it(environment):
     # When reading each of them
     # Then each read names its own variable
     settings = get_settings()
-    with pytest.raises(ConfigurationError, match="missing environment variable: TASKS_TABLE$"):
+    with pytest.raises(ConfigurationError, match=r"missing environment variable: TASKS_TABLE$"):
         _ = settings.tasks_table
-    with pytest.raises(ConfigurationError, match="missing environment variable: MAIL_SENDER$"):
+    with pytest.raises(ConfigurationError, match=r"missing environment variable: MAIL_SENDER$"):
         _ = settings.mail_sender
 
 

@@ -1,8 +1,8 @@
 """Settings, each read from its own environment variable at first use.
 
-A function's environment holds only the variables its code reads (the stacks compiler derives
-them from the imports, infra/environment.py), so nothing here may read a variable eagerly: a
-missing one fails loudly when, and only when, the code that needs it runs.
+So that a function's environment can hold only the variables its code reads (infra/environment.py
+finds them from its imports), nothing here reads a variable eagerly: a missing one fails loudly
+when, and only when, the code that needs it runs.
 """
 
 from __future__ import annotations
