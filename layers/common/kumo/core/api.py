@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kumo.core import metrics
 from kumo.core.errors import (
     PROBLEM_CONTENT_TYPE,
     KumoError,
@@ -107,9 +108,11 @@ def source_ip(app: APIGatewayRestResolver) -> str | None:
 
 
 def http_handler(app: APIGatewayRestResolver) -> Handler:
-    """The Lambda entry point for an API function: correlation id, one access log line."""
+    """The Lambda entry point for an API function: correlation id, one access log line, and
+    the metrics its services counted."""
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+    @metrics.flushed
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         started = time.perf_counter()
         response = app.resolve(event, context)
