@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from kumo.core import metrics
 
+from infra.environment import handlers, kumo_modules
+
 
 def emf_documents(out: str) -> list[dict[str, Any]]:
     """The EMF lines among what was printed (log lines are JSON too, without `_aws`)."""
@@ -97,3 +99,23 @@ def test_flushed_handler_prints_its_counts_even_when_it_raises(
     # Then what it counted was printed all the same
     (document,) = emf_documents(capsys.readouterr().out)
     assert total(document, "WebhooksRetried") == 1
+
+
+def test_every_handler_that_can_count_flushes() -> None:
+    # Given every function whose kumo modules count a metric
+    counting = [
+        handler
+        for handler in handlers()
+        if any("metrics.count(" in path.read_text() for path in kumo_modules(handler))
+    ]
+
+    # Then each flushes at the end of an invocation: through http_handler, or its decorator
+    assert counting, "no function counts anything: the check would prove nothing"
+    unflushed = [
+        str(handler)
+        for handler in counting
+        if not any(
+            marker in handler.read_text() for marker in ("http_handler(app)", "@metrics.flushed")
+        )
+    ]
+    assert unflushed == []

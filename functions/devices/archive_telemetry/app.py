@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.core import metrics
 from kumo.core.config import get_settings
 from kumo.devices import archive
 
@@ -15,6 +16,7 @@ class ArchiveFailed(RuntimeError):
 
 
 @logger.inject_lambda_context
+@metrics.flushed
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = archive.archive_records(event.get("Records", []))
     if report.failed and not get_settings().stream_partial_failures:

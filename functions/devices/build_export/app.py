@@ -4,12 +4,14 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.core import metrics
 from kumo.devices import exports
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
+@metrics.flushed
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Only failures that a retry may cure come back, so SQS redelivers just those messages
     # (three receives, then the dead-letter queue); the time left bounds each build.

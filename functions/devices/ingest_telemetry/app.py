@@ -4,12 +4,14 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.core import metrics
 from kumo.devices import ingest
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
+@metrics.flushed
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Storage is one transaction per chunk and duplicates are no-ops, so a failure fails the
     # batch and SQS redelivers all of it; bad messages are dropped inside, never retried.

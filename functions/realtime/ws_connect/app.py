@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.core import metrics
 from kumo.core.errors import KumoError
 from kumo.core.principal import Principal
 from kumo.realtime import service
@@ -12,6 +13,7 @@ logger = Logger()
 
 
 @logger.inject_lambda_context
+@metrics.flushed
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event["requestContext"]
     try:

@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.core import metrics
 from kumo.core.principal import Principal
 from kumo.realtime import service, socket
 from kumo.realtime.schemas import SubscriptionMessage
@@ -17,5 +18,6 @@ def _subscribe(connection_id: str, principal: Principal, body: str | None) -> di
 
 
 @logger.inject_lambda_context
+@metrics.flushed
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return socket.handle(event, _subscribe)

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import Condition
 
-from kumo.core import batch, clock, dynamo
+from kumo.core import batch, clock, dynamo, metrics
 from kumo.core.errors import Conflict, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
@@ -131,6 +131,7 @@ def _observe(command: CommandModel, now: str) -> CommandModel:
                 actions=[CommandModel.status.set("expired")],
                 condition=CommandModel.status.is_in(*PENDING),
             )
+            metrics.count(metrics.COMMANDS_EXPIRED)
             logger.info("command expired", command_id=command.command_id)
         except UpdateError as error:
             if not dynamo.condition_failed(error):
@@ -165,6 +166,7 @@ def send_command(*, user_id: str, device_id: str, request: SendCommandRequest) -
     )
     command.save(condition=CommandModel.pk.does_not_exist())
     _push(command, request.params)
+    metrics.count(metrics.COMMANDS_SENT)
     logger.info("command sent", command_id=command_id, device_id=device_id, command=request.name)
     return command
 
@@ -314,6 +316,10 @@ def report_result(
                 raise
             command.refresh(consistent_read=True)
             continue
+        if request.status == "succeeded":
+            metrics.count(metrics.COMMANDS_SUCCEEDED)
+        elif request.status == "failed":
+            metrics.count(metrics.COMMANDS_FAILED)
         logger.info(
             "command reported", command_id=command_id, device_id=device_id, status=request.status
         )

@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
 
 from kumo.alerts.evaluate import evaluate_batches
-from kumo.core import clock
+from kumo.core import clock, metrics
 from kumo.core.errors import ValidationFailed, invalid
 from kumo.devices import status, telemetry
 from kumo.devices.models import META, DeviceModel, device_key
@@ -53,6 +53,7 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
         raise invalid("body", message)
     readings, rejections = telemetry.parse_payload(payload, now_ms=_now_ms())
     if rejections:
+        metrics.count(metrics.READINGS_REJECTED, len(rejections))
         logger.info("readings rejected", device_id=device_id, rejected=_rejections(rejections))
     if not readings:
         raise ValidationFailed("No valid reading in the payload.", errors=_field_errors(rejections))
@@ -62,9 +63,16 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
     evaluate_batches([batch])
     fanout.publish_readings([batch])
     status.mark_seen({device_id})
+    _count_stored(report)
     return ReadingsAccepted(
         accepted=report.stored, duplicates=report.duplicates, rejected=_rejections(rejections)
     )
+
+
+def _count_stored(stored: telemetry.StoreReport) -> None:
+    metrics.count(metrics.READINGS_ACCEPTED, stored.stored)
+    if stored.duplicates:
+        metrics.count(metrics.READINGS_DUPLICATE, stored.duplicates)
 
 
 def _retention(batches: list[telemetry.Batch]) -> dict[str, int]:
@@ -125,6 +133,11 @@ def ingest_records(records: list[dict[str, Any]]) -> IngestReport:
         report.accepted, report.duplicates = stored.stored, stored.duplicates
         report.write_units = stored.write_units
         status.mark_seen({b.device_id for b in batches})
+        _count_stored(stored)
+    if report.rejected:
+        metrics.count(metrics.READINGS_REJECTED, report.rejected)
+    if report.dropped_messages:
+        metrics.count(metrics.TELEMETRY_MESSAGES_DROPPED, report.dropped_messages)
     logger.info(
         "telemetry batch ingested",
         messages=len(records),

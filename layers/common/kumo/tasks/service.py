@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
 
-from kumo.core import aws, clock
+from kumo.core import aws, clock, metrics
 from kumo.core.config import get_settings
 from kumo.core.errors import NotFound, ValidationFailed, invalid
 from kumo.core.ids import is_id, new_id
@@ -80,6 +80,7 @@ def deliver_email(task_id: str) -> None:
             EmailTaskModel.params_json.set("{}"),
         ]
     )
+    metrics.count(metrics.MAILS_SENT)
     logger.info("e-mail sent", task_id=task_id, template=task.template)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from kumo.core import aws, clock
+from kumo.core import aws, clock, metrics
 from kumo.core.config import get_settings
 from kumo.tasks import webhook
 from kumo.tasks.models import (
@@ -239,16 +239,20 @@ def run_webhook(job: WebhookJob) -> Verdict:
     if result.outcome != "retry":
         _settle(job, result.outcome)
         _summarise(job, result.outcome)
+        succeeded = result.outcome == "succeeded"
+        metrics.count(metrics.WEBHOOKS_SUCCEEDED if succeeded else metrics.WEBHOOKS_FAILED)
         return "done"
     if job.receive_count >= settings.webhook_max_attempts:
         # The redrive policy moves the message on its next receive: make that now.
         _settle(job, "failed")
         _summarise(job, "failed")
         _delay_next_attempt(job, 0)
+        metrics.count(metrics.WEBHOOKS_FAILED)
         logger.warning("webhook dead-lettered", task_id=job.task_id, slot=job.slot)
         return "retry"
     _settle(job, "retrying")
     _delay_next_attempt(job, backoff_seconds(job.receive_count))
+    metrics.count(metrics.WEBHOOKS_RETRIED)
     return "retry"
 
 
