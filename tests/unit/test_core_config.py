@@ -8,11 +8,6 @@ import pytest
 from kumo.core.config import ConfigurationError, get_settings, variables
 
 
-@pytest.fixture(autouse=True)
-def aws() -> None:
-    """Overrides conftest's moto setup: nothing here touches AWS, so no tables are built."""
-
-
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Re-read settings in this test; the cache is cleared again before the env is restored."""
@@ -29,9 +24,9 @@ def test_missing_variable_fails_when_read_naming_it(environment):
     # When reading each of them
     # Then each read names its own variable
     settings = get_settings()
-    with pytest.raises(ConfigurationError, match="missing environment variable: TASKS_TABLE$"):
+    with pytest.raises(ConfigurationError, match=r"missing environment variable: TASKS_TABLE$"):
         _ = settings.tasks_table
-    with pytest.raises(ConfigurationError, match="missing environment variable: MAIL_SENDER$"):
+    with pytest.raises(ConfigurationError, match=r"missing environment variable: MAIL_SENDER$"):
         _ = settings.mail_sender
 
 
