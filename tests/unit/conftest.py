@@ -1,4 +1,5 @@
-"""Unit tests run every service and handler under moto: no network, tables from template.yaml."""
+"""Unit tests: pure ones build nothing; those that touch AWS ask for `aws` (moto, no network,
+tables from template.yaml)."""
 
 from __future__ import annotations
 
@@ -52,26 +53,35 @@ os.environ.update(
     POWERTOOLS_LOG_LEVEL="WARNING",
 )
 
-from moto import mock_aws  # noqa: E402
+from tests.support.aws import MotoAccount, take_stray_requests  # noqa: E402
+from tests.support.template import ROOT  # noqa: E402
 
-from tests.support.template import ROOT, table_definitions  # noqa: E402
+
+@pytest.fixture(scope="session")
+def moto_account() -> Iterator[MotoAccount]:
+    """Built on first use, once per test process."""
+    account = MotoAccount(STAGE, event_bus=f"kumo-{STAGE}", sender="no-reply@kumo.test")
+    yield account
+    account.close()
+
+
+@pytest.fixture
+def aws(moto_account: MotoAccount) -> Iterator[None]:
+    """Moto running, with the template's tables empty, the queues, the event bus and the SES
+    identity: what every test that touches AWS asks for, and pure tests do not."""
+    moto_account.start()
+    yield
+    moto_account.stop()
 
 
 @pytest.fixture(autouse=True)
-def aws() -> Iterator[None]:
-    """Fresh moto tables, queue and SES identity for every test."""
-    import boto3
-
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb")
-        for definition in table_definitions(STAGE):
-            dynamodb.create_table(**definition)
-        sqs = boto3.client("sqs")
-        for queue in ("mail", "mail-dlq", "webhooks", "webhooks-dlq", "config-shadow"):
-            sqs.create_queue(QueueName=f"kumo-test-{queue}")
-        boto3.client("events").create_event_bus(Name=f"kumo-{STAGE}")
-        boto3.client("ses").verify_email_identity(EmailAddress="no-reply@kumo.test")
-        yield
+def no_stray_aws_requests() -> Iterator[None]:
+    """A test that reached AWS without the `aws` fixture fails, even if its code swallowed
+    the refusal."""
+    take_stray_requests()
+    yield
+    stray = take_stray_requests()
+    assert not stray, f"reached AWS without the `aws` fixture: {stray}"
 
 
 @pytest.fixture

@@ -34,6 +34,8 @@ from kumo.tasks.models import EmailTaskModel, task_key
 
 from tests.unit.conftest import QUEUE_URL, principal_for
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 BUS = "kumo-test"
 PROBLEM = "urn:kumo:problem:"
 T0 = 1_714_564_800_000  # 2024-05-01T12:00:00Z in epoch ms

@@ -8,11 +8,6 @@ import pytest
 from kumo.core.config import ConfigurationError, get_settings, variables
 
 
-@pytest.fixture(autouse=True)
-def aws() -> None:
-    """Overrides conftest's moto setup: nothing here touches AWS, so no tables are built."""
-
-
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Re-read settings in this test; the cache is cleared again before the env is restored."""

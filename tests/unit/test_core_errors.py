@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from kumo.core.errors import Conflict, problem, problem_for
 
 from tests.unit.conftest import principal_for
@@ -53,6 +54,7 @@ def test_api_problem_for_missing_principal_has_every_member(call_api):
     assert response["json"]["request_id"] == REQUEST_ID
 
 
+@pytest.mark.usefixtures("aws")
 def test_api_problem_for_unknown_record_is_not_found(call_api):
     # Given a principal whose user does not exist
     principal = principal_for("01HZCOREERRORSNOSUCHUSER01")

@@ -17,11 +17,6 @@ LAST_KEY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def aws() -> None:
-    """Overrides conftest's moto setup: nothing here touches AWS, so no tables are built."""
-
-
 def test_cursor_round_trips_last_evaluated_key():
     # Given a DynamoDB last evaluated key
     # When encoding and decoding it

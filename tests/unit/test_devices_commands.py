@@ -68,7 +68,7 @@ def info_logs() -> Iterator[None]:
 
 
 @pytest.fixture
-def fleet() -> Org:
+def fleet(aws: None) -> Org:
     return new_org()
 
 

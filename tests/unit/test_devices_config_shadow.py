@@ -22,6 +22,8 @@ from kumo.orgs import service as orgs
 
 from tests.unit.conftest import FakeContext, load_handler, principal_for
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 
 @dataclass(frozen=True)
 class Fleet:

@@ -58,7 +58,8 @@ def new_fleet() -> Fleet:
 
 
 @pytest.fixture(autouse=True)
-def export_resources() -> None:
+def export_resources(aws: None) -> None:
+    """Moto for every test here, with the bucket and queue that only exports use."""
     boto3.client("s3").create_bucket(Bucket=get_settings().data_bucket)
     boto3.client("sqs").create_queue(QueueName="kumo-test-exports")
 

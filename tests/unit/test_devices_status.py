@@ -13,6 +13,8 @@ from kumo.core.ids import new_id
 from kumo.devices import status
 from kumo.devices.models import META, DeviceModel, device_key, org_key
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 BUS = "kumo-test"
 
 

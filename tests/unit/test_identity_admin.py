@@ -13,6 +13,8 @@ from kumo.identity import service
 
 from tests.unit.conftest import principal_for, unique_email, verified_user
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 PASSWORD = "correct horse 42"
 LIST_USERS = ("identity/admin_list_users", "GET", "/api/v1/admin/users")
 AUDIT = ("identity/admin_audit", "GET", "/api/v1/admin/audit")

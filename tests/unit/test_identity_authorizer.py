@@ -10,11 +10,6 @@ USER_ID = "01HZAUTHORIZERTESTUSER0001"
 EMAIL = "authorizer-test@example.com"
 
 
-@pytest.fixture(autouse=True)
-def aws() -> None:
-    """Overrides conftest's moto setup: nothing here touches AWS, so no tables are built."""
-
-
 def access_token(role: str = "tutor") -> str:
     return tokens.issue_access_token(user_id=USER_ID, email=EMAIL, role=role)
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.usefixtures("aws")
+
 COOKIE = {"Cookie": "kumo_refresh=not-a-token-this-api-issued"}
 
 

@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 import boto3
+import pytest
 from kumo.core import clock
 from kumo.identity import service
 from kumo.identity.models import UserModel, user_key
 from kumo.tasks.models import EmailTaskModel, task_key
 
 from tests.unit.conftest import QUEUE_URL, principal_for, unique_email, verified_user
+
+pytestmark = pytest.mark.usefixtures("aws")
 
 PASSWORD = "correct horse 42"
 NEW_PASSWORD = "battery staple 7"

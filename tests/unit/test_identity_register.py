@@ -15,6 +15,8 @@ from kumo.tasks.models import EmailTaskModel, task_key
 
 from tests.unit.conftest import QUEUE_URL, unique_email
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 PASSWORD = "correct horse 42"
 REGISTER = ("identity/register", "POST", "/api/v1/auth/register")
 VERIFY = ("identity/verify_email", "POST", "/api/v1/auth/verify-email")

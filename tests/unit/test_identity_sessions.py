@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kumo.core import clock
 from kumo.identity import service, tokens
 from kumo.identity.models import RefreshTokenModel, refresh_key
 
 from tests.unit.conftest import unique_email, verified_user
+
+pytestmark = pytest.mark.usefixtures("aws")
 
 PASSWORD = "correct horse 42"
 LOGIN = ("identity/login", "POST", "/api/v1/auth/login")

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from infra.environment import FUNCTIONS, handlers, kumo_modules, variables_of
-
-
-@pytest.fixture(autouse=True)
-def aws() -> None:
-    """Overrides conftest's moto setup: this reads source files only."""
 
 
 def test_every_handler_is_found():

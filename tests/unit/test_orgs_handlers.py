@@ -13,6 +13,8 @@ from kumo.tasks.models import EmailTaskModel, task_key
 
 from tests.unit.conftest import QUEUE_URL, principal_for
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 PROBLEM = "urn:kumo:problem:"
 
 

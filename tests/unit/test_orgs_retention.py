@@ -17,6 +17,8 @@ from kumo.orgs.models import META, OrgModel, org_key
 
 from tests.unit.conftest import principal_for
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 PROBLEM = "urn:kumo:problem:"
 
 

@@ -18,6 +18,8 @@ from kumo.tasks.models import EmailTaskModel, task_key
 
 from tests.unit.conftest import QUEUE_URL
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 
 @dataclass(frozen=True)
 class User:

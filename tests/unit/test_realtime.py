@@ -92,7 +92,7 @@ class World:
 
 
 @pytest.fixture
-def world() -> World:
+def world(aws: None) -> World:
     return World()
 
 
@@ -231,6 +231,7 @@ def test_connect_remembers_the_user_with_an_expiry(load_event, world):
     assert before + 7200 <= item.expires_at <= before + 7200 + 3600
 
 
+@pytest.mark.usefixtures("aws")
 def test_connect_refuses_a_device_principal(load_event):
     device = {"kind": "device", "subject_id": new_id(), "roles": "", "email": "", "org_id": ""}
     assert connect(load_event, "c1", device) == {"statusCode": 403}
@@ -263,6 +264,7 @@ def test_disconnect_removes_the_connection_and_its_subscriptions(load_event, ws,
     assert ChannelMemberModel.count(channel_key(org_channel(world.org_id, "alerts"))) == 0
 
 
+@pytest.mark.usefixtures("aws")
 def test_disconnect_of_an_unknown_connection_is_harmless(load_event):
     event = load_event("realtime/disconnect")
     event["requestContext"]["connectionId"] = "never-seen"

@@ -20,7 +20,7 @@ PASSWORD = "correct horse 42"
 
 
 @pytest.fixture
-def refresh_token(call_api: Callable[..., dict[str, Any]]) -> str:
+def refresh_token(aws: None, call_api: Callable[..., dict[str, Any]]) -> str:
     email = "security-refresh@example.com"
     service.register(email=email, password=PASSWORD, display_name="Eve", verified=True)
     response = call_api(
@@ -98,6 +98,7 @@ def test_admin_route_refuses_request_without_principal(call_api, route):
     assert response["json"]["type"] == "urn:kumo:problem:unauthorized"
 
 
+@pytest.mark.usefixtures("aws")
 def test_admin_update_user_by_tutor_changes_nothing(call_api):
     # Given a plain user and a tutor who is not an admin
     target = service.register(

@@ -22,11 +22,6 @@ EMAIL = "security-test@example.com"
 PASSWORD = "correct horse 42"
 
 
-@pytest.fixture(autouse=True)
-def aws() -> None:
-    """Overrides conftest's moto setup: nothing here touches AWS, so no tables are built."""
-
-
 # --- forged access tokens -----------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ from kumo.tasks.models import (
 
 from tests.unit.conftest import QUEUE_BASE, QUEUE_URL, STAGE, WEBHOOK_QUEUE_URL, principal_for
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 PROBLEM = "urn:kumo:problem:"
 TASKS = "/api/v1/admin/tasks"
 DEAD_LETTERS = "/api/v1/admin/dead-letters"

@@ -17,6 +17,8 @@ from moto.ses.models import ses_backends
 
 from tests.unit.conftest import QUEUE_URL, FakeContext, load_handler
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 VERIFY_PARAMS = {
     "display_name": "Ada",
     "token": "one-time-token-for-the-mailer-test",

@@ -20,6 +20,8 @@ from kumo.tasks.schemas import CreateScheduledTaskRequest, UpdateScheduledTaskRe
 
 from tests.unit.conftest import STAGE, WEBHOOK_QUEUE_URL, principal_for
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 PROBLEM = "urn:kumo:problem:"
 TASKS = "/api/v1/scheduled-tasks"
 TASK = "/api/v1/scheduled-tasks/{task_id}"

@@ -17,6 +17,8 @@ from kumo.tasks.schemas import CreateScheduledTaskRequest, UpdateScheduledTaskRe
 
 from tests.unit.conftest import WEBHOOK_QUEUE_URL, FakeContext, load_handler
 
+pytestmark = pytest.mark.usefixtures("aws")
+
 PUBLIC_V4 = "93.184.215.14"
 # Tasks are created at 10:02:30 UTC, so `*/5 * * * *` first runs at 10:05.
 CREATED = datetime(2090, 1, 1, 10, 2, 30, tzinfo=UTC)

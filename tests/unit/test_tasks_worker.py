@@ -55,7 +55,7 @@ def loopback(configure: Callable[..., None]) -> None:
 
 
 @pytest.fixture
-def receiver(loopback: None) -> Iterator[Receiver]:
+def receiver(loopback: None, aws: None) -> Iterator[Receiver]:
     started = Receiver().start()
     yield started
     started.stop()

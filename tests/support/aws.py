@@ -1,0 +1,108 @@
+"""One moto account for a unit-test session: built once, handed to each test that asks for it
+in the state it had when built.
+
+Building the account (seven tables with their indexes, the queues, the bus, the SES identity)
+costs far more than most tests do, so it is built on first use and restored before each test:
+the tables from copies of the empty tables, every other service by moto's own reset, then the
+queues, bus and identity again. Between tests moto is stopped, and a request that reaches AWS
+anyway is refused and recorded, so a test that needs AWS but does not ask for it fails at once
+instead of passing on what an earlier test left running.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import boto3
+from botocore.handlers import BUILTIN_HANDLERS
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.base_backend import BackendDict
+from moto.core.models import botocore_stubber
+from moto.dynamodb.models import Table, dynamodb_backends
+
+from tests.support.template import table_definitions
+
+REGION = "us-east-1"
+QUEUES = ("mail", "mail-dlq", "webhooks", "webhooks-dlq", "config-shadow")
+
+# Requests that reached AWS while moto was stopped, since the last `take_stray_requests()`.
+_stray_requests: list[str] = []
+
+
+def _refuse_unmocked_request(request: Any, **_: Any) -> None:
+    """botocore's last word before sending: moto answers first when it is running."""
+    if not botocore_stubber.enabled:
+        _stray_requests.append(request.url)
+        raise RuntimeError(
+            f"a unit test reached AWS ({request.url}) without asking for the `aws` fixture"
+        )
+
+
+# After moto's own handler, and before any session exists: sessions copy the list when made.
+BUILTIN_HANDLERS.append(("before-send", _refuse_unmocked_request))
+
+
+def take_stray_requests() -> list[str]:
+    """The URLs refused since the last call (a test may have swallowed the error)."""
+    taken = list(_stray_requests)
+    _stray_requests.clear()
+    return taken
+
+
+class MotoAccount:
+    """The session's moto account: `start()` before a test, `stop()` after it."""
+
+    def __init__(self, stage: str, event_bus: str, sender: str) -> None:
+        self._stage = stage
+        self._event_bus = event_bus
+        self._sender = sender
+        # The boto3 default session is kept across tests: a new one per test costs a new
+        # service-model load for every client a test makes.
+        self._mock = mock_aws(config={"core": {"reset_boto3_session": False}})
+        self._mock.start()
+        dynamodb = boto3.client("dynamodb")
+        for definition in table_definitions(stage):
+            dynamodb.create_table(**definition)
+        self._empty_tables: dict[str, Table] = copy.deepcopy(self._dynamodb().tables)
+        self._mock.stop(remove_data=False)
+        self._sqs = boto3.client("sqs")
+        self._events = boto3.client("events")
+        self._ses = boto3.client("ses")
+
+    def start(self) -> None:
+        """Moto running, with the tables empty and everything else as first built."""
+        self._restore()
+        self._mock.start(reset=False)
+        self._build_the_rest()
+
+    def stop(self) -> None:
+        self._mock.stop(remove_data=False)
+
+    def close(self) -> None:
+        BackendDict.reset()
+
+    @staticmethod
+    def _dynamodb() -> Any:
+        return dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION]
+
+    def _restore(self) -> None:
+        for backends in list(BackendDict._instances):
+            if backends is not dynamodb_backends:
+                for account in backends.values():
+                    account.reset()
+        for account_id, account in dynamodb_backends.items():
+            for region, backend in account.items():
+                if (account_id, region) != (DEFAULT_ACCOUNT_ID, REGION):
+                    backend.reset()
+        dynamodb = self._dynamodb()
+        dynamodb.reset()
+        dynamodb.tables.update(copy.deepcopy(self._empty_tables))
+
+    def _build_the_rest(self) -> None:
+        """What moto's reset takes away outside DynamoDB; cheap to build, so built again."""
+        for queue in QUEUES:
+            self._sqs.create_queue(QueueName=f"kumo-{self._stage}-{queue}")
+        self._events.create_event_bus(Name=self._event_bus)
+        self._ses.verify_email_identity(EmailAddress=self._sender)
