@@ -26,8 +26,10 @@ from tests.unit.test_core_metrics import emf_documents, total
 
 
 @pytest.fixture(autouse=True)
-def nothing_pending(capsys: pytest.CaptureFixture[str]) -> None:
-    """Counts left by earlier tests that called services without a handler are not ours."""
+def nothing_pending(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Counts left by earlier tests that called services without a handler are not ours.
+
+    Every test here drives a handler against the tables and queues, so all ask for moto."""
     metrics.flush()
     capsys.readouterr()
 
