@@ -13,7 +13,7 @@ SAM := $(SAM_VENV)/bin/sam
 PIP_QUIET := --quiet --disable-pip-version-check
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help up down status simulate test test-unit test-integration lint format openapi bench deploy tools clean
+.PHONY: help up down status simulate rotate-keys test test-unit test-integration lint format openapi bench deploy tools clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ status: $(VENV)/.installed ## is the local stack running?
 
 simulate: $(VENV)/.installed ## two simulated demo devices publishing over MQTT until Ctrl-C
 	@$(PY) -m infra.local.simulator --demo --devices 2
+
+rotate-keys: $(VENV)/.installed ## new signing keys, old ones kept until their tokens expire (STAGE=local by default)
+	@$(PY) -m infra.keys rotate --stage $(or $(STAGE),local)
 
 test: tools ## unit tests, then integration tests on a throw-away local stack
 	@$(PY) -m pytest tests/unit -q

@@ -1,6 +1,6 @@
 """`make bench`, part 1: how long each function's handler module takes to import, cold.
 
-    .venv/bin/python bench/cold_start.py [--runs 7] [--warmup 1]
+    .venv/bin/python bench/cold_start.py [--runs 7] [--warmup 1] [--only identity/login,...]
 
 Every function in template.yaml is imported in a fresh interpreter, its own folder and its
 layers first on sys.path as on Lambda, the clock read inside the child around the import
@@ -199,11 +199,19 @@ def main(argv: list[str] | None = None) -> int:
         default=VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable),
         help="the interpreter to measure (default: the project venv)",
     )
+    parser.add_argument(
+        "--only", default="", help="comma-separated functions to measure (default: all)"
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
 
     functions = function_targets()
+    if args.only:
+        wanted = set(args.only.split(","))
+        functions = [target for target in functions if target.name in wanted]
+        if missing := wanted - {target.name for target in functions}:
+            parser.error(f"no such function: {', '.join(sorted(missing))}")
     baselines = [
         Target(name="shared dependencies only", modules=SHARED_DEPENDENCIES),
         Target(name="python startup (wall, -c pass)", modules=(), wall_clock=True),

@@ -503,7 +503,7 @@ class Replay:
             "WEBHOOK_DLQ_URL": f"{queues}-webhooks-dlq",
             "CONFIG_SHADOW_QUEUE_URL": f"{queues}-config-shadow",
             "MAIL_SENDER": "bench@kumo.local",
-            "JWT_SECRET": "bench-only-secret-not-used-for-anything-0123",
+            "CURSOR_KEY_SECRET_ID": f"kumo-{self.stage}-cursor-keys",
             "APP_URL": endpoints["gateway"],
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }

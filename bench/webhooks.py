@@ -62,7 +62,7 @@ def _configure(endpoints: dict[str, Any]) -> None:
         CONFIG_SHADOW_QUEUE_URL=f"{queues}-config-shadow",
         EXPORT_QUEUE_URL=f"{queues}-exports",
         MAIL_SENDER="bench@kumo.local",
-        JWT_SECRET="bench-only-secret-not-used-for-anything-0123",  # noqa: S106
+        CURSOR_KEY_SECRET_ID=f"kumo-{stage}-cursor-keys",
         APP_URL=gateway,
         POWERTOOLS_LOG_LEVEL="WARNING",
     )

@@ -60,7 +60,8 @@ DUMMY_ENVIRONMENT = {
     ),
     "EXPORT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-exports",
     "MAIL_SENDER": "no-reply@kumo.example",
-    "JWT_SECRET": "openapi-generation-only-secret-0123456789",
+    "JWT_KEY_SECRET_ID": "kumo-openapi-jwt-keys",
+    "CURSOR_KEY_SECRET_ID": "kumo-openapi-cursor-keys",
     "APP_URL": "http://localhost:8080",
     "AWS_DEFAULT_REGION": "us-east-1",
 }

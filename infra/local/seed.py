@@ -24,7 +24,8 @@ ORG_NAME = "Demo Lab"
 DEMO_DEVICES = (("Greenhouse sensor", "climate-sensor"), ("Freezer probe", "temperature-probe"))
 
 
-def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
+def seed(stack: Stack) -> dict[str, Any]:
+    from infra.keys import secret_name
     from infra.local.stack import MAIL_SENDER, ROOT, STAGE, stack_outputs
 
     credentials = stack.state_dir / "demo-credentials.json"
@@ -54,7 +55,9 @@ def seed(stack: Stack, jwt_secret: str) -> dict[str, Any]:
         CONFIG_SHADOW_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-config-shadow",
         EXPORT_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-exports",
         MAIL_SENDER=MAIL_SENDER,
-        JWT_SECRET=jwt_secret,
+        # Listing the demo devices pages with cursors: the key comes from the engine's
+        # Secrets Manager, as in the functions.
+        CURSOR_KEY_SECRET_ID=secret_name(STAGE, "cursor"),
         APP_URL=stack.gateway,
         KUMO_SEED_CREDENTIALS=str(credentials),
         KUMO_SEED_DEVICES=str(stack.state_dir / "demo-devices.json"),

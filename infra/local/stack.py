@@ -13,7 +13,6 @@ import argparse
 import hashlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ REGION = "us-east-1"
 STACK_NAME = "kumo"
 STAGE = "local"
 MAIL_SENDER = "no-reply@kumo.local"
+SIGNING_KEY_CACHE_SECONDS = 5
 MINISTACK_BIN = LOCAL / "ministack" / "bin" / "ministack"
 SAM_BIN = LOCAL / "sam" / "bin" / "sam"
 BUILD_DIR = ROOT / ".aws-sam" / "build"
@@ -180,14 +180,6 @@ def _fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _secret(stack: Stack) -> str:
-    path = stack.state_dir / "jwt-secret"
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
 def _run(command: list[str], env: dict[str, str]) -> None:
     """Run a SAM CLI command quietly; its whole output is shown only when it fails."""
     sam_bin = str(SAM_BIN.parent)
@@ -235,7 +227,8 @@ def parameter_overrides(stack: Stack) -> list[str]:
         f"Stage={STAGE}",
         f"MailSender={MAIL_SENDER}",
         f"AppUrl={stack.gateway}",
-        f"JwtSecret={_secret(stack)}",
+        # A rotation (make rotate-keys) reaches every function within seconds (ADR 0021).
+        f"SigningKeyCacheSeconds={SIGNING_KEY_CACHE_SECONDS}",
         # Test receivers listen on 127.0.0.1, and short retry delays keep feedback quick.
         "AllowLoopbackWebhooks=true",
         "WebhookBackoffSeconds=2",
@@ -396,7 +389,7 @@ def up(
     if seed:
         from infra.local import seed as seeding
 
-        result["demo"] = seeding.seed(stack, _secret(stack))
+        result["demo"] = seeding.seed(stack)
     target = endpoints_file or (
         LOCAL / "endpoints.json"
         if state_dir == DEFAULT_STATE

@@ -26,6 +26,12 @@ from tests.support.template import table_definitions
 
 REGION = "us-east-1"
 QUEUES = ("mail", "mail-dlq", "webhooks", "webhooks-dlq", "config-shadow")
+# The signing key sets (ADR 0021), in the shape the template's GenerateSecretString writes;
+# the same value every test, so a set cached by an earlier test is still the right one.
+SIGNING_KEYS = {
+    "jwt-keys": '{"current": "initial", "initial": "unit-test-jwt-key-that-is-long-enough-0123"}',
+    "cursor-keys": '{"current": "initial", "initial": "unit-test-cursor-key-long-enough-456789"}',
+}
 
 # Requests that reached AWS while moto was stopped, since the last `take_stray_requests()`.
 _stray_requests: list[str] = []
@@ -70,6 +76,7 @@ class MotoAccount:
         self._sqs = boto3.client("sqs")
         self._events = boto3.client("events")
         self._ses = boto3.client("ses")
+        self._secretsmanager = boto3.client("secretsmanager")
 
     def start(self) -> None:
         """Moto running, with the tables empty and everything else as first built."""
@@ -106,3 +113,6 @@ class MotoAccount:
             self._sqs.create_queue(QueueName=f"kumo-{self._stage}-{queue}")
         self._events.create_event_bus(Name=self._event_bus)
         self._ses.verify_email_identity(EmailAddress=self._sender)
+        for name, value in SIGNING_KEYS.items():
+            secret_name = f"kumo-{self._stage}-{name}"
+            self._secretsmanager.create_secret(Name=secret_name, SecretString=value)

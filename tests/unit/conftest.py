@@ -47,7 +47,8 @@ os.environ.update(
     EXPORT_QUEUE_URL=f"{QUEUE_BASE}/kumo-test-exports",
     WEBHOOK_BACKOFF_SECONDS="2",
     MAIL_SENDER="no-reply@kumo.test",
-    JWT_SECRET="unit-test-secret-that-is-long-enough-0123456789",
+    JWT_KEY_SECRET_ID=f"kumo-{STAGE}-jwt-keys",
+    CURSOR_KEY_SECRET_ID=f"kumo-{STAGE}-cursor-keys",
     APP_URL="https://app.kumo.test",
     POWERTOOLS_SERVICE_NAME="kumo",
     POWERTOOLS_LOG_LEVEL="WARNING",
@@ -72,6 +73,31 @@ def aws(moto_account: MotoAccount) -> Iterator[None]:
     moto_account.start()
     yield
     moto_account.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_cached_signing_keys() -> None:
+    """Each test reads the key sets afresh: one that signs a token or cursor asks for `aws`,
+    whatever ran before it."""
+    from kumo.core import signing_keys
+
+    signing_keys.forget()
+
+
+@pytest.fixture
+def fixed_signing_keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The key sets the `aws` fixture stores, served without moto: for pure tests that sign or
+    check tokens and cursors. Answers secret id -> KeySet."""
+    from kumo.core import signing_keys
+
+    from tests.support.aws import SIGNING_KEYS
+
+    sets = {
+        f"kumo-{STAGE}-{name}": signing_keys.parse_key_set(value)
+        for name, value in SIGNING_KEYS.items()
+    }
+    monkeypatch.setattr(signing_keys, "load", lambda secret_id, **_: sets[secret_id])
+    return sets
 
 
 @pytest.fixture(autouse=True)

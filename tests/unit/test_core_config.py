@@ -33,7 +33,7 @@ def test_missing_variable_fails_when_read_naming_it(environment):
 def test_settings_a_function_does_not_read_need_not_exist(environment):
     # Given a function deployed with only the identity table
     environment.delenv("TASKS_TABLE")
-    environment.delenv("JWT_SECRET")
+    environment.delenv("JWT_KEY_SECRET_ID")
 
     # When it reads what it has
     # Then nothing about the others is in the way
@@ -49,14 +49,14 @@ def test_every_setting_names_a_distinct_variable():
     assert all(name == name.upper() and " " not in name for name in names)
 
 
-def test_get_settings_refuses_short_jwt_secret(environment):
-    # Given a JWT secret shorter than 32 characters
-    environment.setenv("JWT_SECRET", "too-short")
+def test_signing_keys_are_named_never_held(environment):
+    # Given the settings behind the signing keys
+    names = {env.variable for env in variables().values()}
 
-    # When reading the settings
-    # Then it is refused
-    with pytest.raises(ConfigurationError, match="JWT_SECRET must be at least 32 characters"):
-        _ = get_settings().jwt_secret
+    # Then functions are handed the secrets' ids and a cache period, not a key
+    assert {"JWT_KEY_SECRET_ID", "CURSOR_KEY_SECRET_ID", "SIGNING_KEY_CACHE_SECONDS"} <= names
+    assert "JWT_SECRET" not in names
+    assert get_settings().signing_key_cache_seconds == 300
 
 
 def test_get_settings_applies_defaults_and_strips_app_url(environment):

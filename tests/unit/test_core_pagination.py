@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 
 import pytest
 from kumo.core.errors import BadRequest
 from kumo.core.pagination import MAX_LIMIT, clamp_limit, decode_cursor, encode_cursor
+
+pytestmark = pytest.mark.usefixtures("fixed_signing_keys")
+CURSOR_KEYS = "kumo-test-cursor-keys"
 
 LAST_KEY = {
     "pk": {"S": "USER#01HZCOREPAGINATIONUSER1"},
@@ -117,3 +122,42 @@ def test_cursor_refuses_a_key_from_another_list():
         "pk": {"S": "ORG#A"},
         "sk": {"S": "MEMBER#1"},
     }
+
+
+def test_cursor_signed_before_a_rotation_still_decodes(fixed_signing_keys):
+    # Given a cursor signed with the current key, and then a rotation
+    cursor = encode_cursor(LAST_KEY)
+    fixed_signing_keys[CURSOR_KEYS] = fixed_signing_keys[CURSOR_KEYS].rotated(
+        now=1_800_000_000, keep_seconds=1500
+    )
+
+    # When decoding it
+    # Then the retired key still vouches for it, while new cursors use the new key
+    assert decode_cursor(cursor) == LAST_KEY
+    assert encode_cursor(LAST_KEY) != cursor
+
+
+def test_cursor_of_a_dropped_key_is_refused(fixed_signing_keys):
+    # Given a cursor whose key was rotated out and then dropped
+    cursor = encode_cursor(LAST_KEY)
+    once = fixed_signing_keys[CURSOR_KEYS].rotated(now=1_800_000_000, keep_seconds=1500)
+    fixed_signing_keys[CURSOR_KEYS] = once.rotated(now=1_800_002_000, keep_seconds=1500)
+
+    # When decoding it
+    # Then it is refused like any cursor the API did not issue
+    with pytest.raises(BadRequest, match="not one this API issued"):
+        decode_cursor(cursor)
+
+
+def test_cursor_signed_with_the_token_key_is_refused(fixed_signing_keys):
+    # Given a cursor signed with the access-token key instead of the cursor key
+    body, _ = str(encode_cursor(LAST_KEY)).split(".")
+    payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    token_key = fixed_signing_keys["kumo-test-jwt-keys"].current_key
+    digest = hmac.new(token_key.encode(), payload, hashlib.sha256).digest()[:12]
+    signature = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    # When decoding it
+    # Then it is refused: the two key sets are separate secrets
+    with pytest.raises(BadRequest, match="not one this API issued"):
+        decode_cursor(f"{body}.{signature}")

@@ -28,10 +28,10 @@ def test_webhook_worker_never_reads_the_signing_key():
     # Given the webhook worker, which signs nothing with the JWT key
     variables = variables_of(FUNCTIONS / "tasks" / "webhook_worker" / "app.py")
 
-    # Then its variables are its own: the tasks table and webhook settings, no JWT_SECRET
+    # Then its variables are its own: the tasks table and webhook settings, no key secret
     assert "TASKS_TABLE" in variables
     assert "WEBHOOK_MAX_ATTEMPTS" in variables
-    assert "JWT_SECRET" not in variables
+    assert "JWT_KEY_SECRET_ID" not in variables
 
 
 def test_liveness_reads_no_setting():

@@ -13,9 +13,12 @@ from typing import Any
 import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
-from kumo.core.config import get_settings
 from kumo.core.errors import Unauthorized
 from kumo.identity import tokens
+
+from tests.support.aws import SIGNING_KEYS
+
+pytestmark = pytest.mark.usefixtures("fixed_signing_keys")
 
 USER_ID = "01HZSECURITYTESTUSER000001"
 EMAIL = "security-test@example.com"
@@ -43,8 +46,19 @@ def claims(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def sign(payload: dict[str, Any], *, key: str | None = None, algorithm: str = "HS256") -> str:
-    return jwt.encode(payload, key or get_settings().jwt_secret, algorithm=algorithm)
+TEST_KEYS = json.loads(SIGNING_KEYS["jwt-keys"])
+CURRENT_KID = TEST_KEYS["current"]
+
+
+def sign(
+    payload: dict[str, Any],
+    *,
+    key: str | None = None,
+    kid: str | None = CURRENT_KID,
+    algorithm: str = "HS256",
+) -> str:
+    headers = {"kid": kid} if kid is not None else None
+    return jwt.encode(payload, key or TEST_KEYS[CURRENT_KID], algorithm=algorithm, headers=headers)
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -87,6 +101,15 @@ def other_algorithm() -> str:
         return sign(claims(), algorithm="HS512")
 
 
+def unknown_kid() -> str:
+    # The right key, but a kid the key set does not hold.
+    return sign(claims(), kid="20990101T000000Z-ffff")
+
+
+def without_kid() -> str:
+    return sign(claims(), kid=None)
+
+
 def not_an_access_token() -> str:
     return sign(claims(typ="verify"))
 
@@ -103,6 +126,8 @@ FORGERIES: dict[str, Callable[[], str]] = {
     "wrong-audience": wrong_audience,
     "wrong-issuer": wrong_issuer,
     "hs512": other_algorithm,
+    "unknown-kid": unknown_kid,
+    "no-kid": without_kid,
     "wrong-typ": not_an_access_token,
     "no-exp": without_expiry,
 }

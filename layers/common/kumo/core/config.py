@@ -60,12 +60,6 @@ def _flag(raw: str) -> bool:
     return raw == "true"
 
 
-def _signing_key(raw: str) -> str:
-    if len(raw) < 32:
-        raise ConfigurationError("JWT_SECRET must be at least 32 characters")
-    return raw
-
-
 def _url(raw: str) -> str:
     return raw.rstrip("/")
 
@@ -94,7 +88,11 @@ class Settings:
     # Ids of CSV exports to build (kumo.devices.exports).
     export_queue_url = Env("EXPORT_QUEUE_URL")
     mail_sender = Env("MAIL_SENDER")
-    jwt_secret = Env("JWT_SECRET", parse=_signing_key)
+    # Secrets Manager ids (name or ARN) of the signing key sets, never the keys (ADR 0021).
+    jwt_key_secret_id = Env("JWT_KEY_SECRET_ID")
+    cursor_key_secret_id = Env("CURSOR_KEY_SECRET_ID")
+    # How long a container keeps a key set before reading it again: a rotation's delay.
+    signing_key_cache_seconds = Env("SIGNING_KEY_CACHE_SECONDS", "300", parse=int)
     app_url = Env("APP_URL", parse=_url)
     access_token_seconds = Env("ACCESS_TOKEN_SECONDS", "900", parse=int)
     refresh_token_seconds = Env("REFRESH_TOKEN_SECONDS", "3600", parse=int)

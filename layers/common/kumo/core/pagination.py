@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from kumo.core import signing_keys
 from kumo.core.config import get_settings
 from kumo.core.errors import BadRequest
 
@@ -25,11 +26,26 @@ class Page(BaseModel, Generic[T]):  # noqa: UP046 (pydantic generics need Generi
     next_cursor: str | None = None
 
 
-def _signature(payload: bytes) -> str:
+def cursor_keys() -> signing_keys.KeySet:
+    """The cursor key set (a secret of its own, not the token key: ADR 0021)."""
+    return signing_keys.load(get_settings().cursor_key_secret_id)
+
+
+def _signature(payload: bytes, key: str) -> str:
     # Signed so a client cannot hand DynamoDB a start key it was never given.
-    key = hashlib.sha256(b"kumo-cursor:" + get_settings().jwt_secret.encode()).digest()
-    digest = hmac.new(key, payload, hashlib.sha256).digest()[:12]
+    digest = hmac.new(key.encode(), payload, hashlib.sha256).digest()[:12]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _genuine(payload: bytes, signature: str) -> bool:
+    """Signed by any key of the set: a cursor made just before a rotation still pages on."""
+    given = signature.encode()
+    # Every key is tried, so the time taken does not tell which one matched.
+    matches = [
+        hmac.compare_digest(given, _signature(payload, key).encode())
+        for key in cursor_keys().keys.values()
+    ]
+    return any(matches)
 
 
 def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
@@ -37,7 +53,7 @@ def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
         return None
     payload = json.dumps(last_key, separators=(",", ":"), sort_keys=True).encode()
     body = base64.urlsafe_b64encode(payload).decode().rstrip("=")
-    return f"{body}.{_signature(payload)}"
+    return f"{body}.{_signature(payload, cursor_keys().current_key)}"
 
 
 def decode_cursor(
@@ -50,10 +66,9 @@ def decode_cursor(
     try:
         body, signature = cursor.split(".", 1)
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        genuine = hmac.compare_digest(signature.encode(), _signature(payload).encode())
     except ValueError as error:
         raise BadRequest("The cursor is malformed.", field="cursor") from error
-    if not genuine:
+    if not _genuine(payload, signature):
         raise BadRequest("The cursor is not one this API issued.", field="cursor")
     key: dict[str, Any] = json.loads(payload)
     if partition is not None and key.get(partition[0]) != {"S": partition[1]}:
