@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from kumo.core.signing_keys import parse_key_set
 
+from infra.keys import secret_name
 from tests.integration.conftest import Api, Outbox, signed_up_user
 
 
@@ -41,8 +42,12 @@ def victim(api: Api, outbox: Outbox) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack_secret(endpoints: dict[str, Any]) -> str:
-    return (Path(endpoints["state_dir"]) / "jwt-secret").read_text().strip()
+def stack_key(aws: Any, endpoints: dict[str, Any]) -> tuple[str, str]:
+    """(kid, key) of the stack's current access-token key, from the engine's Secrets Manager."""
+    secret_id = secret_name(endpoints["stage"], "jwt")
+    stored = aws("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+    keys = parse_key_set(stored)
+    return keys.current, keys.current_key
 
 
 def _assert_refused(api: Api, token: str, path: str = "/api/v1/users/me") -> None:
@@ -62,9 +67,13 @@ def test_wrong_key_is_refused(api: Api, victim: dict[str, Any]) -> None:
     _assert_refused(api, forged)
 
 
-def test_expired_token_is_refused(api: Api, victim: dict[str, Any], stack_secret: str) -> None:
+def test_expired_token_is_refused(
+    api: Api, victim: dict[str, Any], stack_key: tuple[str, str]
+) -> None:
+    kid, key = stack_key
     past = int(time.time()) - 3600
-    expired = jwt.encode(_claims(victim["id"], iat=past - 900, exp=past), stack_secret, "HS256")
+    claims = _claims(victim["id"], iat=past - 900, exp=past)
+    expired = jwt.encode(claims, key, "HS256", headers={"kid": kid})
     _assert_refused(api, expired)
 
 
