@@ -76,27 +76,23 @@ def aws(moto_account: MotoAccount) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def no_cached_signing_keys() -> None:
-    """Each test reads the key sets afresh: one that signs a token or cursor asks for `aws`,
-    whatever ran before it."""
-    from kumo.core import signing_keys
-
-    signing_keys.forget()
-
-
-@pytest.fixture
-def fixed_signing_keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The key sets the `aws` fixture stores, served without moto: for pure tests that sign or
-    check tokens and cursors. Answers secret id -> KeySet."""
+def fixed_signing_keys(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The signing key sets (ADR 0021). A test with `aws` reads them from moto's Secrets
+    Manager, as a function does, afresh each test; a pure test that signs or checks a token
+    or a cursor gets the same sets without moto. Answers secret id -> KeySet."""
     from kumo.core import signing_keys
 
     from tests.support.aws import SIGNING_KEYS
 
+    signing_keys.forget()
     sets = {
         f"kumo-{STAGE}-{name}": signing_keys.parse_key_set(value)
         for name, value in SIGNING_KEYS.items()
     }
-    monkeypatch.setattr(signing_keys, "load", lambda secret_id, **_: sets[secret_id])
+    if "aws" not in request.fixturenames:
+        monkeypatch.setattr(signing_keys, "load", lambda secret_id, **_: sets[secret_id])
     return sets
 
 

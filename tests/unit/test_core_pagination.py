@@ -11,7 +11,6 @@ import pytest
 from kumo.core.errors import BadRequest
 from kumo.core.pagination import MAX_LIMIT, clamp_limit, decode_cursor, encode_cursor
 
-pytestmark = pytest.mark.usefixtures("fixed_signing_keys")
 CURSOR_KEYS = "kumo-test-cursor-keys"
 
 LAST_KEY = {

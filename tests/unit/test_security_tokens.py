@@ -18,8 +18,6 @@ from kumo.identity import tokens
 
 from tests.support.aws import SIGNING_KEYS
 
-pytestmark = pytest.mark.usefixtures("fixed_signing_keys")
-
 USER_ID = "01HZSECURITYTESTUSER000001"
 EMAIL = "security-test@example.com"
 PASSWORD = "correct horse 42"
