@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import boto3
 import jwt
@@ -14,6 +17,7 @@ from kumo.core.errors import Unauthorized
 from kumo.identity import tokens
 
 from infra import keys as rotation
+from tests.support.template import ROOT
 
 JWT_KEYS = "kumo-test-jwt-keys"
 NOW = 1_800_000_000.0
@@ -242,3 +246,33 @@ def test_token_of_a_dropped_key_is_refused():
     # Then it is refused like any forged token
     with pytest.raises(Unauthorized):
         tokens.decode_access_token(token)
+
+
+# --- cold start ---------------------------------------------------------------------------
+
+_IMPORT_AND_LIST = """\
+import importlib, sys
+sys.path[:0] = sys.argv[1:]
+importlib.import_module("app")
+print(",".join(sorted(m for m in sys.modules if m.startswith("aws_lambda_powertools.utilities"))))
+"""
+
+
+@pytest.mark.parametrize("function", ["identity/authorizer", "orgs/list_members"])
+def test_handler_import_does_not_load_powertools_parameters(function):
+    # Given a handler that checks tokens or cursors, imported as Lambda would
+    from infra.openapi import DUMMY_ENVIRONMENT
+
+    code = ROOT / "functions" / function
+    env = {"PATH": os.environ.get("PATH", ""), **DUMMY_ENVIRONMENT}
+    loaded = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", _IMPORT_AND_LIST, str(code), str(ROOT / "layers" / "common")],
+        cwd=code,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    # Then Parameters (and the boto3 it brings) waits for the first key read
+    assert "aws_lambda_powertools.utilities.parameters" not in loaded
