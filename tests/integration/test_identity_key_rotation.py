@@ -4,14 +4,18 @@ refused."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
 from kumo.core.signing_keys import KeySet, parse_key_set
 
 from infra.keys import default_keep_seconds, rotate, secret_name
+from infra.template import ROOT
 from tests.integration.conftest import DEADLINE_SECONDS, Api, Outbox, signed_up_user
 
 
@@ -102,3 +106,29 @@ def test_cursor_issued_before_a_cursor_key_rotation_still_pages(
     )
     assert second.status_code == 200, second.text
     assert second.json()["items"][0]["id"] != first["items"][0]["id"]
+
+
+def test_rotate_command_rotates_the_local_stack(aws: Any, endpoints: dict[str, Any]) -> None:
+    # Given the stack's cursor key set
+    cursor_keys = secret_name(endpoints["stage"], "cursor")
+    before = _stored(aws, cursor_keys)
+
+    # When running the command a developer runs (make rotate-keys), aimed at this engine
+    port = urlsplit(endpoints["gateway"]).port
+    command = [sys.executable, "-m", "infra.keys", "rotate", "--stage", endpoints["stage"]]
+    ran = subprocess.run(  # noqa: S603
+        [*command, "--port", str(port), "--which", "cursor"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then the set has a new current kid, the old one is kept, and only kids were printed
+    assert ran.returncode == 0, ran.stderr
+    after = _stored(aws, cursor_keys)
+    assert after.current != before.current
+    assert after.key(before.current) == before.current_key
+    assert after.current in ran.stdout
+    assert all(key not in ran.stdout for key in after.keys.values())
