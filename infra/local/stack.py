@@ -32,11 +32,22 @@ STACK_NAME = "kumo"
 STAGE = "local"
 MAIL_SENDER = "no-reply@kumo.local"
 SIGNING_KEY_CACHE_SECONDS = 5
-MINISTACK_BIN = LOCAL / "ministack" / "bin" / "ministack"
+MINISTACK_PYTHON = LOCAL / "ministack" / "bin" / "python"
+# MiniStack with the one fix Kumo needs from it (infra/local/engine.py, ADR 19).
+ENGINE = ROOT / "infra" / "local" / "engine.py"
 SAM_BIN = LOCAL / "sam" / "bin" / "sam"
 BUILD_DIR = ROOT / ".aws-sam" / "build"
 # What a deploy depends on: a change to any of these triggers sam build + deploy.
-DEPLOY_INPUTS = ("template.yaml", "samconfig.toml", "functions", "layers")
+DEPLOY_INPUTS = (
+    "template.yaml",
+    "stacks",
+    "samconfig.toml",
+    "functions",
+    "layers",
+    "infra/stacks.py",
+    "infra/template.py",
+    "infra/environment.py",
+)
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,7 @@ def start_engine(stack: Stack, timeout: float = 60) -> None:
         return
     if _ready(stack):
         raise SystemExit(f"port {stack.port} is taken by another process; choose --port")
-    if not MINISTACK_BIN.exists():
+    if not MINISTACK_PYTHON.exists():
         raise SystemExit("MiniStack is not installed; run `make up` (it installs it)")
     env = stack.aws_env()
     env.pop("AWS_ENDPOINT_URL")
@@ -120,7 +131,7 @@ def start_engine(stack: Stack, timeout: float = 60) -> None:
     )
     with stack.log_file.open("ab") as log_stream:
         process = subprocess.Popen(  # noqa: S603 (our own pinned binary)
-            [str(MINISTACK_BIN)],
+            [str(MINISTACK_PYTHON), str(ENGINE)],
             env=env,
             cwd=stack.state_dir,
             stdout=log_stream,
@@ -194,6 +205,10 @@ def _run(command: list[str], env: dict[str, str]) -> None:
 
 
 def build() -> None:
+    """Compile the stacks (infra/stacks.py, ADR 19), then let `sam build` build their code."""
+    from infra import stacks
+
+    compiled = stacks.write(stacks.compile_stacks())
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     env["SAM_CLI_TELEMETRY"] = "0"
     _run(
@@ -204,6 +219,8 @@ def build() -> None:
             str(ROOT / "samconfig.toml"),
             "--config-env",
             "local",
+            "--template-file",
+            str(compiled),
             "--build-dir",
             str(BUILD_DIR),
         ],
