@@ -157,3 +157,82 @@ def test_posting_to_an_unknown_connection_is_gone(aws: Any, endpoints: dict[str,
     )
     with pytest.raises(management.exceptions.GoneException):
         management.post_to_connection(ConnectionId="nobody0000000000", Data=b"{}")
+
+
+def _wait_for(cloudformation: Any, name: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = str(cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"])
+        if not status.endswith("_IN_PROGRESS") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+def test_a_nested_stack_updates_when_a_resource_it_refers_to_is_unchanged(aws: Any) -> None:
+    """What every context stack needs on each deploy (ADR 19): a child whose role did not
+    change still reads the role's Arn. MiniStack 1.5.33 alone fails this update ("Requested
+    attribute Arn does not exist in schema"); infra/local/engine.py mends it."""
+    name = f"kumo-contract-{uuid.uuid4().hex[:8]}"
+    child = {
+        "Parameters": {"Note": {"Type": "String"}},
+        "Resources": {
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "lambda.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    }
+                },
+            },
+            "Queue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "QueueName": f"{name}-queue",
+                    "Tags": [
+                        {"Key": "role", "Value": {"Fn::GetAtt": ["Role", "Arn"]}},
+                        {"Key": "note", "Value": {"Ref": "Note"}},
+                    ],
+                },
+            },
+        },
+        "Outputs": {"RoleArn": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}}},
+    }
+    s3 = aws("s3")
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="child.json", Body=json.dumps(child).encode())
+
+    def parent(note: str) -> str:
+        url = f"https://s3.amazonaws.com/{name}/child.json"
+        return json.dumps(
+            {
+                "Resources": {
+                    "Child": {
+                        "Type": "AWS::CloudFormation::Stack",
+                        "Properties": {"TemplateURL": url, "Parameters": {"Note": note}},
+                    }
+                },
+                "Outputs": {"RoleArn": {"Value": {"Fn::GetAtt": ["Child", "Outputs.RoleArn"]}}},
+            }
+        )
+
+    cloudformation = aws("cloudformation")
+    cloudformation.create_stack(StackName=name, TemplateBody=parent("first"))
+    try:
+        assert _wait_for(cloudformation, name) == "CREATE_COMPLETE"
+        cloudformation.update_stack(StackName=name, TemplateBody=parent("second"))
+        assert _wait_for(cloudformation, name) == "UPDATE_COMPLETE"
+        queue_url = aws("sqs").get_queue_url(QueueName=f"{name}-queue")["QueueUrl"]
+        tags = aws("sqs").list_queue_tags(QueueUrl=queue_url)["Tags"]
+        outputs = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
+        assert tags["note"] == "second"
+        assert tags["role"] == outputs[0]["OutputValue"]
+        assert tags["role"].startswith("arn:aws:iam::")
+    finally:
+        cloudformation.delete_stack(StackName=name)
