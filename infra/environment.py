@@ -21,6 +21,7 @@ LAYER = ROOT / "layers" / "common"
 FUNCTIONS = ROOT / "functions"
 
 
+@cache
 def _module_file(module: str) -> Path | None:
     base = LAYER.joinpath(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
@@ -45,6 +46,11 @@ def _imports(tree: ast.AST, package: str) -> Iterator[str]:
 
 
 @cache
+def _imported(path: Path, package: str) -> tuple[str, ...]:
+    return tuple(_imports(_parsed(path), package))
+
+
+@cache
 def _parsed(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
@@ -58,7 +64,7 @@ def kumo_modules(handler: Path) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        for name in _imports(_parsed(path), package):
+        for name in _imported(path, package):
             if not name.startswith("kumo"):
                 continue
             # Importing a.b.c runs a/__init__, a/b/__init__ too.
@@ -72,17 +78,19 @@ def kumo_modules(handler: Path) -> set[Path]:
     return seen
 
 
+@cache
+def _attributes(path: Path) -> frozenset[str]:
+    return frozenset(
+        node.attr for node in ast.walk(_parsed(path)) if isinstance(node, ast.Attribute)
+    )
+
+
 def settings_read(paths: set[Path]) -> set[str]:
     """Names of Settings attributes read in these files."""
     from kumo.core.config import variables
 
     known = variables()
-    names: set[str] = set()
-    for path in paths:
-        for node in ast.walk(_parsed(path)):
-            if isinstance(node, ast.Attribute) and node.attr in known:
-                names.add(node.attr)
-    return names
+    return {name for path in paths for name in _attributes(path) if name in known}
 
 
 def variables_of(handler: Path) -> list[str]:
