@@ -324,6 +324,56 @@ class Linker:
         return linked
 
 
+# --- alarms ------------------------------------------------------------------------------------
+
+
+def alarms(resources: dict[str, Any]) -> dict[str, Any]:
+    """An alarm on every dead-letter queue's depth and on every function's errors, sent to the
+    root's AlarmTopic: written here so that no queue or function can be added without one."""
+    made: dict[str, Any] = {}
+
+    def alarm(
+        name: str, description: str, namespace: str, metric: str, dimension: dict[str, Any]
+    ) -> Any:
+        return {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmName": {"Fn::Sub": name},
+                "AlarmDescription": description,
+                "Namespace": namespace,
+                "MetricName": metric,
+                "Dimensions": [dimension],
+                "Statistic": "Maximum" if namespace == "AWS/SQS" else "Sum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": "AlarmTopic"}],
+            },
+        }
+
+    for name, resource in resources.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::SQS::Queue" and name.endswith("DeadLetterQueue"):
+            made[f"{name}DepthAlarm"] = alarm(
+                f"{props['QueueName']['Fn::Sub']}-depth",
+                "Messages are waiting in a dead-letter queue: see docs/operations.md",
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                {"Name": "QueueName", "Value": props["QueueName"]},
+            )
+        elif resource["Type"] == "AWS::Lambda::Function":
+            made[f"{name}ErrorsAlarm"] = alarm(
+                f"{props['FunctionName']['Fn::Sub']}-errors",
+                "The function failed (an error or a timeout): see its log group",
+                "AWS/Lambda",
+                "Errors",
+                {"Name": "FunctionName", "Value": props["FunctionName"]},
+            )
+    return made
+
+
 def _code(resource: dict[str, Any], relative_to: Path) -> None:
     """Put a function's local code path back where the translator wanted an S3 object."""
     code = resource.get("Properties", {}).get("Code")
@@ -350,6 +400,7 @@ def compile_stacks(out: Path = OUT) -> dict[str, dict[str, Any]]:
             if placed[name] == stack:
                 resources[name] = linker.resource(resource)
                 _code(resources[name], out / "stacks")
+        resources.update(linker.link(alarms(resources)))
         used = _conditions(linker, conditions)
         template: dict[str, Any] = {
             "AWSTemplateFormatVersion": "2010-09-09",
@@ -374,6 +425,7 @@ def compile_stacks(out: Path = OUT) -> dict[str, dict[str, Any]]:
         if placed[name] == "":
             resources[name] = linker.resource(resource)
             _code(resources[name], out)
+    resources.update(linker.link(alarms(resources)))
     layer_props = resources["CommonLayer"]["Properties"]
     layer_props["ContentUri"] = os.path.relpath(ROOT / layer_props["ContentUri"], out) + "/"
     root_template = {
