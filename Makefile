@@ -47,7 +47,7 @@ up: tools ## run Kumo locally: start MiniStack, build, deploy, seed, print the U
 down: $(VENV)/.installed ## stop the local stack (its data stays in .local/state)
 	@$(PY) -m infra.local.stack down
 
-status: $(VENV)/.installed ## is the local stack running?
+status: $(VENV)/.installed ## is the local stack running? its stacks, dead letters, alarms and metrics
 	@$(PY) -m infra.local.stack status
 
 simulate: $(VENV)/.installed ## two simulated demo devices publishing over MQTT until Ctrl-C

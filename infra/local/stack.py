@@ -485,7 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         running = _running_pid(stack) is not None and _ready(stack)
         log(f"MiniStack {'running on ' + stack.gateway if running else 'not running'}")
-        return 0 if running else 1
+        if not running:
+            return 1
+        from infra.local import status
+
+        for line in status.report(lambda service: _client(stack, service), STAGE):
+            log(line)
     return 0
 
 
