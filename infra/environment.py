@@ -95,6 +95,8 @@ def settings_read(paths: set[Path]) -> set[str]:
 
 def variables_of(handler: Path) -> list[str]:
     """The environment variables the function with this handler reads, sorted."""
+    if str(LAYER) not in sys.path:
+        sys.path.insert(0, str(LAYER))
     from kumo.core.config import variables
 
     known = variables()

@@ -10,7 +10,6 @@ their own on a free port with a throw-away state folder.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -37,17 +36,6 @@ MINISTACK_PYTHON = LOCAL / "ministack" / "bin" / "python"
 ENGINE = ROOT / "infra" / "local" / "engine.py"
 SAM_BIN = LOCAL / "sam" / "bin" / "sam"
 BUILD_DIR = ROOT / ".aws-sam" / "build"
-# What a deploy depends on: a change to any of these triggers sam build + deploy.
-DEPLOY_INPUTS = (
-    "template.yaml",
-    "stacks",
-    "samconfig.toml",
-    "functions",
-    "layers",
-    "infra/stacks.py",
-    "infra/template.py",
-    "infra/environment.py",
-)
 
 
 @dataclass(frozen=True)
@@ -178,19 +166,6 @@ def stop_engine(stack: Stack, timeout: float = 30) -> bool:
 # --- build and deploy ----------------------------------------------------------------------
 
 
-def _fingerprint() -> str:
-    digest = hashlib.sha256()
-    for name in DEPLOY_INPUTS:
-        path = ROOT / name
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for file in files:
-            if "__pycache__" in file.parts:
-                continue
-            digest.update(str(file.relative_to(ROOT)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
 def _run(command: list[str], env: dict[str, str]) -> None:
     """Run a SAM CLI command quietly; its whole output is shown only when it fails."""
     sam_bin = str(SAM_BIN.parent)
@@ -257,11 +232,22 @@ def parameter_overrides(stack: Stack) -> list[str]:
 
 
 def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
-    marker = stack.state_dir / "deployed.sha256"
-    fingerprint = _fingerprint()
+    from infra.local import code_sync
+
+    marker = stack.state_dir / "deployed.json"
+    previous = code_sync.Snapshot.read(marker)
+    current = code_sync.snapshot()
     outputs = stack_outputs(stack)
-    if not force and outputs and marker.exists() and marker.read_text() == fingerprint:
-        log("template and code unchanged since the last deploy; skipping sam build/deploy")
+    changed = None if force or not outputs else code_sync.code_only_change(previous, current)
+    if outputs and changed == []:
+        log("templates and code unchanged since the last deploy; skipping sam build/deploy")
+        return outputs
+    if outputs and changed:
+        started = time.monotonic()
+        code_sync.push(_client(stack, "lambda"), STAGE, changed)
+        log(f"code of {', '.join(changed)} updated in {time.monotonic() - started:.1f} s")
+        pushed = [*(previous.pushed if previous else []), *changed]
+        marker.write_text(code_sync.record(current, pushed).to_json())
         return outputs
     started = time.monotonic()
     build()
@@ -294,7 +280,12 @@ def deploy(stack: Stack, *, force: bool = False) -> dict[str, str]:
     apply_engine_workarounds(
         stack, outputs["ApiId"], outputs["WebSocketApiId"], outputs["DataBucket"]
     )
-    marker.write_text(fingerprint)
+    # CloudFormation skips a function whose package it already has, even if the fast path
+    # put other code there since: push what the fast path touched once more.
+    stale = [name for name in (previous.pushed if previous else []) if name in current.code]
+    if stale:
+        code_sync.push(_client(stack, "lambda"), STAGE, stale)
+    marker.write_text(code_sync.record(current, []).to_json())
     return outputs
 
 
