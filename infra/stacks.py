@@ -82,17 +82,25 @@ def _settings() -> dict[str, Any]:
 
 
 def environment_of(
-    name: str, props: dict[str, Any], catalogue: dict[str, Any], settings: dict[str, Any]
+    name: str,
+    props: dict[str, Any],
+    catalogue: dict[str, Any],
+    settings: dict[str, Any],
+    granted: set[str],
 ) -> dict[str, Any]:
     """The variables a function gets: the settings its code reads, its own, and the catalogue's
-    variables that are not Kumo settings (Powertools' own, which every function reads)."""
+    variables that are not Kumo settings (Powertools' own, which every function reads).
+
+    A variable that the template gives functions one by one (`granted`, such as a signing
+    key's secret id, which goes with an IAM grant) is not taken from the catalogue: the
+    imports over-approximate what a function reads, and such a variable is a decision."""
     from infra.environment import variables_of
 
     own: dict[str, Any] = props.get("Environment", {}).get("Variables", {})
     variables = {key: value for key, value in catalogue.items() if key not in settings}
     handler = ROOT / str(props["CodeUri"]) / "app.py"
     for variable in variables_of(handler):
-        if variable in own:
+        if variable in own or variable in granted:
             continue
         if variable in catalogue:
             variables[variable] = catalogue[variable]
@@ -110,6 +118,12 @@ def application() -> dict[str, Any]:
     function_globals = data.get("Globals", {}).get("Function", {})
     catalogue = function_globals.pop("Environment", {}).get("Variables", {})
     settings = _settings()
+    granted = {
+        variable
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for variable in resource["Properties"].get("Environment", {}).get("Variables", {})
+    }
     names: dict[str, str] = {}
     for name, resource in list(resources.items()):
         if resource["Type"] in KEPT_SAM:
@@ -124,7 +138,8 @@ def application() -> dict[str, Any]:
             raise CompileError(f"{name} and {names[short]} would both be named {short}")
         names[short] = name
         props.setdefault("FunctionName", {"Fn::Sub": f"kumo-${{Stage}}-{short}"})
-        props["Environment"] = {"Variables": environment_of(name, props, catalogue, settings)}
+        environment = environment_of(name, props, catalogue, settings, granted)
+        props["Environment"] = {"Variables": environment}
         # The translator wants code in S3; the real path is put back after it (see _code).
         props["CodeUri"] = {"Bucket": CODE_BUCKET, "Key": props["CodeUri"]}
     return data
