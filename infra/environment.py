@@ -21,6 +21,7 @@ LAYER = ROOT / "layers" / "common"
 FUNCTIONS = ROOT / "functions"
 
 
+@cache
 def _module_file(module: str) -> Path | None:
     base = LAYER.joinpath(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
@@ -49,6 +50,12 @@ def _parsed(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
 
+@cache
+def _kumo_imports(path: Path, package: str) -> tuple[str, ...]:
+    """Walked once per module: every handler's search passes through the same modules."""
+    return tuple(name for name in _imports(_parsed(path), package) if name.startswith("kumo"))
+
+
 def kumo_modules(handler: Path) -> set[Path]:
     """Every kumo source file the handler can import, itself included."""
     seen: set[Path] = set()
@@ -58,9 +65,7 @@ def kumo_modules(handler: Path) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        for name in _imports(_parsed(path), package):
-            if not name.startswith("kumo"):
-                continue
+        for name in _kumo_imports(path, package):
             # Importing a.b.c runs a/__init__, a/b/__init__ too.
             parts = name.split(".")
             for end in range(1, len(parts) + 1):
