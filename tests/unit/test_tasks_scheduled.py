@@ -599,7 +599,12 @@ def test_task_routes_answer_404_for_another_users_task(call_api, action):
     assert queued_runs() == []
 
 
-@pytest.mark.parametrize("task_id", [new_id(), "not-an-id", "01" + "Z" * 24])
+# Named ids: a generated one in a test's id would differ between pytest-xdist's workers.
+@pytest.mark.parametrize(
+    "task_id",
+    [new_id(), "not-an-id", "01" + "Z" * 24],
+    ids=["unknown", "not-an-id", "past-the-ulid-range"],
+)
 def test_get_scheduled_task_answers_404_for_unknown_id(call_api, task_id):
     # Given a signed-in user
     user = new_user()
