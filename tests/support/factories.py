@@ -134,7 +134,6 @@ def new_fleet(name: str = "Fleet", *, devices: int = 1) -> Fleet:
     owner = new_principal("owner")
     org_id = new_org(owner["subject_id"], owner["email"], name)
     registered = tuple(
-        register_device(org_id, owner["subject_id"], f"probe-{n}").device_id
-        for n in range(devices)
+        register_device(org_id, owner["subject_id"], f"probe-{n}").device_id for n in range(devices)
     )
     return Fleet(org_id, owner, registered)
