@@ -54,7 +54,7 @@ os.environ.update(
 
 from tests.support.aws import MotoAccount, take_stray_requests  # noqa: E402
 
-# Imported by test modules from here since before the factories existed.
+# The telemetry, export and archive tests import these from here; the rest use the factories.
 from tests.support.factories import (  # noqa: E402, F401
     PASSWORD,
     principal_for,
