@@ -56,12 +56,16 @@ simulate: $(VENV)/.installed ## two simulated demo devices publishing over MQTT 
 rotate-keys: $(VENV)/.installed ## new signing keys, old ones kept until their tokens expire (STAGE=local by default)
 	@$(PY) -m infra.keys rotate --stage $(or $(STAGE),local)
 
+# Unit tests on two processes (pytest-xdist): each has its own moto account in memory, so
+# they share nothing. Integration tests stay on one: each session deploys its own stack.
+UNIT_WORKERS ?= 2
+
 test: tools ## unit tests, then integration tests on a throw-away local stack
-	@$(PY) -m pytest tests/unit -q
+	@$(PY) -m pytest tests/unit -q -n $(UNIT_WORKERS)
 	@$(PY) -m pytest tests/integration -q
 
-test-unit: $(VENV)/.installed ## unit tests only (moto, no network)
-	@$(PY) -m pytest tests/unit -q
+test-unit: $(VENV)/.installed ## unit tests only (moto, no network; UNIT_WORKERS=0: in one process)
+	@$(PY) -m pytest tests/unit -q -n $(UNIT_WORKERS)
 
 test-integration: tools ## integration tests only
 	@$(PY) -m pytest tests/integration -q

@@ -46,13 +46,14 @@ def _imports(tree: ast.AST, package: str) -> Iterator[str]:
 
 
 @cache
-def _imported(path: Path, package: str) -> tuple[str, ...]:
-    return tuple(_imports(_parsed(path), package))
+def _parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
 
 
 @cache
-def _parsed(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(), filename=str(path))
+def _kumo_imports(path: Path, package: str) -> tuple[str, ...]:
+    """Walked once per module: every handler's search passes through the same modules."""
+    return tuple(name for name in _imports(_parsed(path), package) if name.startswith("kumo"))
 
 
 def kumo_modules(handler: Path) -> set[Path]:
@@ -64,9 +65,7 @@ def kumo_modules(handler: Path) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        for name in _imported(path, package):
-            if not name.startswith("kumo"):
-                continue
+        for name in _kumo_imports(path, package):
             # Importing a.b.c runs a/__init__, a/b/__init__ too.
             parts = name.split(".")
             for end in range(1, len(parts) + 1):

@@ -7,6 +7,7 @@ KUMO_ENDPOINTS=.local/endpoints.json to run against the stack `make up` started 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -15,7 +16,9 @@ import socket
 import tempfile
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -198,3 +201,87 @@ def signed_up_user(
     login = api.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert login.status_code == 200, login.text
     return {"email": email, "password": password, "id": created.json()["id"], **login.json()}
+
+
+# --- a stream recorder: a function of the tests' own that event source mappings can feed ------
+
+RECORDER_ROLE_ARN = "arn:aws:iam::000000000000:role/kumo-stream-contract"
+# Records one line per record it is given into a queue, then does what the first record's
+# item says in its `mode` attribute: succeed, fail (raise), or report every record failed.
+RECORDER = """
+import json, os, boto3
+
+def handler(event, context):
+    sqs = boto3.client("sqs")
+    records = event["Records"]
+    for record in records:
+        sqs.send_message(QueueUrl=os.environ["QUEUE_URL"], MessageBody=json.dumps({
+            "event": record["eventName"],
+            "pk": record["dynamodb"]["Keys"]["pk"]["S"],
+            "identity": record.get("userIdentity"),
+        }))
+    change = records[0]["dynamodb"]
+    image = change.get("NewImage") or change.get("OldImage") or {}
+    mode = image.get("mode", {}).get("S", "ok")
+    print("recorded", len(records), mode)
+    if mode == "fail":
+        raise RuntimeError("told to fail")
+    if mode == "partial":
+        return {"batchItemFailures": [
+            {"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in records
+        ]}
+    return {"batchItemFailures": []}
+"""
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def recorder(aws: Callable[[str], Any]) -> Iterator[dict[str, str]]:
+    """A function that records what it is given into a queue of its own; its mappings, the
+    function and the queue are deleted afterwards."""
+    sqs, lam = aws("sqs"), aws("lambda")
+    queue_url = sqs.create_queue(QueueName=unique_name("kumo-stream-recorder"))["QueueUrl"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", RECORDER)
+    name = unique_name("kumo-stream-recorder")
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=RECORDER_ROLE_ARN,
+        Handler="index.handler",
+        Code={"ZipFile": code.getvalue()},
+        Timeout=30,
+        Environment={"Variables": {"QUEUE_URL": queue_url}},
+    )
+    yield {"function": name, "queue_url": queue_url}
+    mappings = lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+    for mapping in mappings:
+        with suppress(Exception):
+            lam.delete_event_source_mapping(UUID=mapping["UUID"])
+    with suppress(Exception):
+        lam.delete_function(FunctionName=name)
+    with suppress(Exception):
+        sqs.delete_queue(QueueUrl=queue_url)
+
+
+def recorded(
+    aws: Callable[[str], Any], queue_url: str, *, at_least: int, seconds: float
+) -> list[dict[str, Any]]:
+    """What the recorder recorded since the last call, waiting up to `seconds` for
+    `at_least` lines."""
+    sqs = aws("sqs")
+    lines: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
+            lines.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if at_least and len(lines) >= at_least:
+            break
+    return lines

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import Api, Outbox, signed_up_user
+from tests.integration.conftest import Api, Outbox, recorded, signed_up_user
 
 DAY_MS = 86_400_000
 # MiniStack sweeps expired items once a minute.
@@ -183,26 +183,63 @@ def test_expired_reading_is_swept_archived_and_downloadable(
     assert "url" not in stranger.text
 
 
+def _post_reading(api: Api, device: dict[str, Any], temperature: float) -> None:
+    sent = api.post(
+        "/api/v1/device/readings",
+        token=device["api_key"],
+        json={"metrics": {"temperature": temperature}},
+    )
+    assert sent.status_code == 202, sent.text
+
+
 def test_user_delete_of_a_raw_item_is_not_archived(
-    api: Api, aws: Callable[[str], Any], endpoints: dict[str, Any], fleet: dict[str, Any]
+    api: Api,
+    aws: Callable[[str], Any],
+    endpoints: dict[str, Any],
+    fleet: dict[str, Any],
+    recorder: dict[str, str],
 ) -> None:
     # Given a fresh raw item of a second device
     token = fleet["token"]
     device = api.post(
         "/api/v1/devices", token=token, json={"org_id": fleet["org_id"], "name": "deleted-probe"}
     ).json()
-    sent = api.post(
-        "/api/v1/device/readings", token=device["api_key"], json={"metrics": {"temperature": 4}}
-    )
-    assert sent.status_code == 202, sent.text
+    _post_reading(api, device, 4)
     (item,) = _raw_items(aws, endpoints, device["id"])
 
-    # When someone deletes it (not TTL): the stream carries a REMOVE without TTL's identity
-    aws("dynamodb").delete_item(
-        TableName=f"kumo-{endpoints['stage']}-telemetry", Key={"pk": item["pk"], "sk": item["sk"]}
+    # And a probe: a mapping of the tests' own on the telemetry stream, given that device's
+    # raw inserts, reading from the start in batches as large as the archive mapping's
+    table = f"kumo-{endpoints['stage']}-telemetry"
+    stream = aws("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    probe = {"eventName": ["INSERT"], "dynamodb": {"Keys": {"pk": {"S": [item["pk"]["S"]]}}}}
+    aws("lambda").create_event_source_mapping(
+        EventSourceArn=stream,
+        FunctionName=recorder["function"],
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=1000,
+        FilterCriteria={"Filters": [{"Pattern": json.dumps(probe)}]},
     )
 
-    # Then the deployed mapping's filter keeps it from the archive
-    time.sleep(5)
+    # When someone deletes it (not TTL): the stream carries a REMOVE without TTL's identity
+    aws("dynamodb").delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+
+    # And the probe is handed a reading posted after the delete, then one posted after that
+    # (it is given the device's first insert too, from before the delete): the engine's one
+    # poller offers the stream to each mapping in turn, the archive's (made first, never
+    # behind the probe) included, and runs a function before it moves on, so by the second
+    # reading the archive mapping has been offered the delete and any archive it led to is in
+    inserts: list[dict[str, Any]] = []
+    for temperature, expected in ((5, 2), (6, 3)):
+        _post_reading(api, device, temperature)
+        inserts += recorded(
+            aws,
+            recorder["queue_url"],
+            at_least=expected - len(inserts),
+            seconds=ARCHIVE_DEADLINE_SECONDS,
+        )
+        assert len(inserts) == expected, inserts
+    assert {line["event"] for line in inserts} == {"INSERT"}
+
+    # Then the deployed mapping's filter kept it from the archive
     listed = api.get(f"/api/v1/devices/{device['id']}/archives", token=token)
     assert listed.status_code == 200 and listed.json()["items"] == [], listed.text

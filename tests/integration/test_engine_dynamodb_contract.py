@@ -13,11 +13,8 @@ has caught up; drop the workaround and the test together.
 
 from __future__ import annotations
 
-import io
 import json
 import time
-import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any
@@ -25,45 +22,15 @@ from typing import Any
 import pytest
 
 from infra.template import template
+from tests.integration.conftest import recorded, unique_name
 
 # MiniStack's TTL sweep runs once a minute; two sweeps and some slack.
 TTL_DEADLINE_SECONDS = 150.0
 DELIVERY_DEADLINE_SECONDS = 20.0
-ROLE_ARN = "arn:aws:iam::000000000000:role/kumo-stream-contract"
-# Records one line per record it is given into a queue, then does what the first record's
-# item says in its `mode` attribute: succeed, fail (raise), or report every record failed.
-RECORDER = """
-import json, os, boto3
-
-def handler(event, context):
-    sqs = boto3.client("sqs")
-    records = event["Records"]
-    for record in records:
-        sqs.send_message(QueueUrl=os.environ["QUEUE_URL"], MessageBody=json.dumps({
-            "event": record["eventName"],
-            "pk": record["dynamodb"]["Keys"]["pk"]["S"],
-            "identity": record.get("userIdentity"),
-        }))
-    change = records[0]["dynamodb"]
-    image = change.get("NewImage") or change.get("OldImage") or {}
-    mode = image.get("mode", {}).get("S", "ok")
-    print("recorded", len(records), mode)
-    if mode == "fail":
-        raise RuntimeError("told to fail")
-    if mode == "partial":
-        return {"batchItemFailures": [
-            {"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in records
-        ]}
-    return {"batchItemFailures": []}
-"""
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _create_table(aws: Callable[[str], Any], *, view: str = "NEW_AND_OLD_IMAGES") -> str:
-    name = _unique("kumo-ddb-contract")
+    name = unique_name("kumo-ddb-contract")
     dynamodb = aws("dynamodb")
     dynamodb.create_table(
         TableName=name,
@@ -193,37 +160,6 @@ def test_user_delete_writes_remove_record_with_old_image_and_no_identity(
 # --- (c), (d): stream event source mappings --------------------------------------------------
 
 
-@pytest.fixture
-def recorder(aws: Callable[[str], Any]) -> Iterator[dict[str, str]]:
-    """A function that records what it is given into a queue of its own."""
-    sqs, lam = aws("sqs"), aws("lambda")
-    queue_url = sqs.create_queue(QueueName=_unique("kumo-stream-contract"))["QueueUrl"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("index.py", RECORDER)
-    name = _unique("kumo-stream-recorder")
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=ROLE_ARN,
-        Handler="index.handler",
-        Code={"ZipFile": code.getvalue()},
-        Timeout=30,
-        Environment={"Variables": {"QUEUE_URL": queue_url}},
-    )
-    mappings: list[str] = []
-    yield {"function": name, "queue_url": queue_url}
-    for mapping in lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
-        mappings.append(mapping["UUID"])
-    for uuid_ in mappings:
-        with suppress(Exception):
-            lam.delete_event_source_mapping(UUID=uuid_)
-    with suppress(Exception):
-        lam.delete_function(FunctionName=name)
-    with suppress(Exception):
-        sqs.delete_queue(QueueUrl=queue_url)
-
-
 def _map(
     aws: Callable[[str], Any], table: str, function: str, pattern: dict[str, Any] | None
 ) -> None:
@@ -239,24 +175,6 @@ def _map(
         FunctionResponseTypes=["ReportBatchItemFailures"],
         **extra,
     )
-
-
-def _recorded(
-    aws: Callable[[str], Any], queue_url: str, *, at_least: int, seconds: float
-) -> list[dict[str, Any]]:
-    """What the function recorded, waiting up to `seconds` for `at_least` lines."""
-    sqs = aws("sqs")
-    lines: list[dict[str, Any]] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for message in sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        ).get("Messages", []):
-            lines.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        if at_least and len(lines) >= at_least:
-            break
-    return lines
 
 
 def _archive_filter() -> dict[str, Any]:
@@ -285,24 +203,38 @@ def test_stream_mapping_applies_filter_criteria(
         dynamodb.delete_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": "a"}})
 
     # Then the function is given exactly the raw item's removal
-    lines = _recorded(aws, recorder["queue_url"], at_least=2, seconds=DELIVERY_DEADLINE_SECONDS)
+    lines = recorded(aws, recorder["queue_url"], at_least=2, seconds=DELIVERY_DEADLINE_SECONDS)
     assert lines == [{"event": "REMOVE", "pk": "RAW#dev", "identity": None}]
 
 
 def test_archive_filter_passes_no_user_delete(
     aws: Callable[[str], Any], make_table: Callable[[], str], recorder: dict[str, str]
 ) -> None:
-    # Given a mapping with the archive's full filter
+    # Given a mapping with the archive's full filter, and beside it a probe mapping to the
+    # same function that passes a marker item's inserts only
     table = make_table()
     _map(aws, table, recorder["function"], _archive_filter())
+    _map(aws, table, recorder["function"], {"dynamodb": {"Keys": {"pk": {"S": ["MARK#dev"]}}}})
     dynamodb = aws("dynamodb")
 
     # When a user deletes a raw item
     dynamodb.put_item(TableName=table, Item=_item("RAW#dev", "a", 2_000_000_000))
     dynamodb.delete_item(TableName=table, Key={"pk": {"S": "RAW#dev"}, "sk": {"S": "a"}})
 
-    # Then nothing reaches the function (on AWS too: a user's delete has no userIdentity)
-    assert _recorded(aws, recorder["queue_url"], at_least=0, seconds=5) == []
+    # And a marker is written after it, and another once the probe was given the first: the
+    # engine's one poller offers each record to every mapping in turn and runs a function
+    # before it moves on, so by the second marker the archive filter has judged the delete
+    lines: list[dict[str, Any]] = []
+    for count in (1, 2):
+        dynamodb.put_item(TableName=table, Item=_item("MARK#dev", f"m{count}", 2_000_000_000))
+        deadline = time.monotonic() + DELIVERY_DEADLINE_SECONDS
+        while sum(line["pk"] == "MARK#dev" for line in lines) < count:
+            assert time.monotonic() < deadline, f"the probe was not given marker {count}"
+            lines += recorded(aws, recorder["queue_url"], at_least=1, seconds=1)
+
+    # Then only the markers reached the function (on AWS too: a user's delete has no
+    # userIdentity)
+    assert lines == [{"event": "INSERT", "pk": "MARK#dev", "identity": None}] * 2
 
 
 def test_stream_mapping_retries_a_failed_batch(
@@ -318,7 +250,7 @@ def test_stream_mapping_retries_a_failed_batch(
     )
 
     # Then the batch is given again: what the archive's whole-batch failure relies on locally
-    lines = _recorded(aws, recorder["queue_url"], at_least=2, seconds=DELIVERY_DEADLINE_SECONDS)
+    lines = recorded(aws, recorder["queue_url"], at_least=2, seconds=DELIVERY_DEADLINE_SECONDS)
     assert len(lines) >= 2
     assert {line["pk"] for line in lines} == {"RAW#dev"}
 
@@ -339,6 +271,11 @@ def test_gap_stream_mapping_ignores_partial_batch_response(
     # Then AWS would give the record again (the stream resumes at the failed record);
     # MiniStack 1.5.33 moves past it, so the local stack sets StreamPartialBatchResponses
     # to false and the archive raises instead (ADR 14)
-    first = _recorded(aws, recorder["queue_url"], at_least=1, seconds=DELIVERY_DEADLINE_SECONDS)
+    first = recorded(aws, recorder["queue_url"], at_least=1, seconds=DELIVERY_DEADLINE_SECONDS)
     assert len(first) == 1
-    assert _recorded(aws, recorder["queue_url"], at_least=0, seconds=5) == []
+
+    # And the next record the function is given is that of an item written after it: on AWS
+    # the failed record would come first again
+    aws("dynamodb").put_item(TableName=table, Item=_item("RAW#next", "b", 2_000_000_000))
+    after = recorded(aws, recorder["queue_url"], at_least=1, seconds=DELIVERY_DEADLINE_SECONDS)
+    assert after == [{"event": "INSERT", "pk": "RAW#next", "identity": None}]

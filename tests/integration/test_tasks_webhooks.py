@@ -112,14 +112,28 @@ def test_scheduled_task_fires_signed_within_two_ticks_and_pause_stops_it(
     while not any(_slot(c) > last_paused_slot for c in receiver.calls_to(kept_path)):
         assert time.monotonic() < deadline, "the active task did not fire again"
         time.sleep(0.5)
-    time.sleep(2)  # the paused task's message, had one been queued, would be handled by now
 
-    # Then the paused task got nothing more, and the log shows the active task's success
-    assert len(receiver.calls_to(paused_path)) == calls_when_paused
+    # And the paused task is then run by hand: its message is queued after that tick's were
+    # taken (the active task's call came in), so a call the tick queued for it comes first
+    manual = api.post(f"/api/v1/scheduled-tasks/{paused['id']}/run", token=token)
+    assert manual.status_code == 202, manual.text
+    _wait_for_slot(receiver, paused_path, manual.json()["slot"])
+
+    # Then the paused task got nothing more than that manual call, and the log shows the
+    # active task's success
+    since_paused = receiver.calls_to(paused_path)[calls_when_paused:]
+    assert [_slot(c) for c in since_paused] == [manual.json()["slot"]]
     runs = _runs(api, token, kept["id"])
     assert runs[0]["outcome"] == "succeeded" and runs[0]["status_code"] == 200
     assert runs[0]["trigger"] == "schedule" and runs[0]["attempt"] == 1
     assert '"received"' in runs[0]["excerpt"]
+
+
+def _wait_for_slot(receiver: Receiver, path: str, slot: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(_slot(c) == slot for c in receiver.calls_to(path)):
+        assert time.monotonic() < deadline, f"no call for slot {slot} within {timeout} s"
+        time.sleep(0.25)
 
 
 def test_run_now_calls_the_receiver_once(
@@ -190,14 +204,27 @@ def test_server_errors_retry_with_growing_gaps_then_dead_letter_and_redrive(
 
 
 def test_client_error_is_not_retried(api: Api, owner: dict[str, Any], receiver: Receiver) -> None:
+    # Given a task whose receiver answers 400, and a witness task whose receiver answers 500
     token = owner["access_token"]
-    path = _path("status/400")
+    path, witness_path = _path("status/400"), _path("status/500")
     task = _task(api, token, receiver.base + path)
-    api.post(f"/api/v1/scheduled-tasks/{task['id']}/run", token=token)
+    witness = _task(api, token, receiver.base + witness_path)
+
+    # When the first runs and its failure is logged
+    assert api.post(f"/api/v1/scheduled-tasks/{task['id']}/run", token=token).status_code == 202
     receiver.wait_for(path)
     runs = _wait_runs(api, token, task["id"], count=1)
     assert runs[0]["outcome"] == "failed" and runs[0]["status_code"] == 400
-    time.sleep(5)  # longer than the first retry delay (2-4 s locally)
+
+    # And the witness is run after it until its third attempt: a retry waits between half
+    # and all of its step (base, then twice base), so the witness's first two waits together
+    # (at least 1.5 base) outlast a first retry's (at most base): a retry of the 400 came first
+    run = api.post(f"/api/v1/scheduled-tasks/{witness['id']}/run", token=token)
+    assert run.status_code == 202, run.text
+    receiver.wait_for(witness_path, count=3, timeout=60)
+    receiver.respond(witness_path, 200)  # its next attempt succeeds: no dead letter left
+
+    # Then the 400 was tried once
     assert len(receiver.calls_to(path)) == 1
 
 

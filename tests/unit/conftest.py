@@ -8,7 +8,6 @@ import importlib.util
 import json
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,14 @@ os.environ.update(
 )
 
 from tests.support.aws import MotoAccount, take_stray_requests  # noqa: E402
+
+# The telemetry, export and archive tests import these from here; the rest use the factories.
+from tests.support.factories import (  # noqa: E402, F401
+    PASSWORD,
+    principal_for,
+    unique_email,
+    verified_user,
+)
 from tests.support.template import ROOT  # noqa: E402
 
 
@@ -184,18 +191,6 @@ def call_api(load_event: Callable[[str], dict[str, Any]]) -> Callable[..., dict[
     return call
 
 
-def principal_for(user_id: str, role: str = "user", email: str = "") -> dict[str, str]:
-    """The authorizer context a signed-in user's request carries."""
-    return {
-        "kind": "user",
-        "subject_id": user_id,
-        "roles": role,
-        "email": email,
-        "org_id": "",
-        "principalId": user_id,
-    }
-
-
 def pytest_configure() -> None:
     Path(ROOT / ".pytest_cache").mkdir(exist_ok=True)
 
@@ -208,21 +203,6 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     monkeypatch.setattr(passwords, "_hasher", lambda: hasher)
-
-
-PASSWORD = "correct horse 42"
-
-
-def unique_email(label: str = "user") -> str:
-    return f"{label}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def verified_user(email: str) -> str:
-    """A user who can sign in at once; answers the user id."""
-    from kumo.identity import service
-
-    user = service.register(email=email, password=PASSWORD, display_name="Ada", verified=True)
-    return user.user_id
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -26,13 +25,11 @@ from kumo.alerts.models import (
 from kumo.core import clock
 from kumo.core.ids import new_id
 from kumo.devices import ingest
-from kumo.devices import service as devices
-from kumo.devices.schemas import RegisterDeviceRequest
 from kumo.devices.telemetry import Batch, Reading
-from kumo.orgs import service as orgs
 from kumo.tasks.models import EmailTaskModel, task_key
 
-from tests.unit.conftest import QUEUE_URL, principal_for
+from tests.support.factories import Fleet, add_member, new_fleet
+from tests.unit.conftest import QUEUE_URL
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -45,36 +42,9 @@ SECOND = 1000
 # --- fixtures and helpers -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Org:
-    org_id: str
-    owner: dict[str, str]
-    devices: tuple[str, str]
-
-    def user(self, role: str) -> dict[str, str]:
-        """A new member of this org with `role`, as the authorizer would present them."""
-        user_id = new_id()
-        principal = principal_for(user_id, email=f"{role}-{user_id.lower()}@example.com")
-        orgs._add_member(self.org_id, user_id, principal["email"], role)
-        return principal
-
-
-def new_org(name: str = "Acme") -> Org:
-    user_id = new_id()
-    owner = principal_for(user_id, email=f"owner-{user_id.lower()}@example.com")
-    org, _ = orgs.create_org(name=name, owner_id=user_id, owner_email=owner["email"])
-    registered = tuple(
-        devices.register_device(
-            user_id=user_id, request=RegisterDeviceRequest(org_id=org.org_id, name=f"probe-{n}")
-        )[0].device_id
-        for n in range(2)
-    )
-    return Org(org.org_id, owner, (registered[0], registered[1]))
-
-
 @pytest.fixture
-def org() -> Org:
-    return new_org()
+def org() -> Fleet:
+    return new_fleet("Acme", devices=2)
 
 
 @pytest.fixture
@@ -118,7 +88,7 @@ def mailed() -> list[EmailTaskModel]:
     return tasks
 
 
-def rule_body(org: Org, **overrides: Any) -> dict[str, Any]:
+def rule_body(org: Fleet, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "org_id": org.org_id,
         "name": "Too hot",
@@ -129,7 +99,7 @@ def rule_body(org: Org, **overrides: Any) -> dict[str, Any]:
     return {**body, **overrides}
 
 
-def create_rule(call_api: Any, org: Org, **overrides: Any) -> dict[str, Any]:
+def create_rule(call_api: Any, org: Fleet, **overrides: Any) -> dict[str, Any]:
     response = call_api(
         "alerts/create_alert_rule",
         "POST",
@@ -181,7 +151,7 @@ def acknowledge(call_api: Any, alert_id: str, principal: Any) -> Any:
     )
 
 
-def list_alerts(call_api: Any, org: Org, principal: Any, **query: str) -> Any:
+def list_alerts(call_api: Any, org: Fleet, principal: Any, **query: str) -> Any:
     return call_api(
         "alerts/list_alerts",
         "GET",
@@ -191,7 +161,7 @@ def list_alerts(call_api: Any, org: Org, principal: Any, **query: str) -> Any:
     )
 
 
-def readings(org: Org, *values: tuple[int, float], device: int = 0, metric: str = "temp") -> None:
+def readings(org: Fleet, *values: tuple[int, float], device: int = 0, metric: str = "temp") -> None:
     """Evaluate one batch of (ms after T0, value) readings of one device."""
     batch = Batch(
         org.org_id,
@@ -201,11 +171,11 @@ def readings(org: Org, *values: tuple[int, float], device: int = 0, metric: str 
     evaluate.evaluate_batches([batch])
 
 
-def alerts_of(org: Org) -> list[AlertModel]:
+def alerts_of(org: Fleet) -> list[AlertModel]:
     return list(AlertModel.query(org_key(org.org_id), AlertModel.sk.startswith("ALERT#")))
 
 
-def the_alert(org: Org) -> AlertModel:
+def the_alert(org: Fleet) -> AlertModel:
     (alert,) = alerts_of(org)
     return alert
 
@@ -239,7 +209,7 @@ def test_get_alert_rule_answers_the_stored_rule(call_api, org):
     )
 
     # When a viewer of the org reads it
-    response = rule_call(call_api, "GET", created["id"], org.user("viewer"))
+    response = rule_call(call_api, "GET", created["id"], org.member("viewer"))
 
     # Then it is the same rule, each address once and normalised
     assert response["statusCode"] == 200, response
@@ -310,8 +280,8 @@ def test_create_alert_rule_rejects_a_bad_field_with_422(call_api, org, overrides
 
 def test_create_alert_rule_refuses_a_device_of_another_org_with_422(call_api, org):
     # Given a device of another org whose owner also administers this one
-    other = new_org("Other")
-    orgs._add_member(org.org_id, other.owner["subject_id"], other.owner["email"], "admin")
+    other = new_fleet("Other", devices=2)
+    add_member(org.org_id, other.owner_id, other.owner["email"], "admin")
 
     # When they create a rule in this org for the other org's device
     response = call_api(
@@ -334,7 +304,7 @@ def test_create_alert_rule_needs_the_admin_role(call_api, org):
         "POST",
         "/api/v1/alert-rules",
         body=rule_body(org),
-        principal=org.user("member"),
+        principal=org.member("member"),
     )
 
     # Then it is forbidden
@@ -412,7 +382,7 @@ def test_update_alert_rule_refuses_null_for_a_required_field(call_api, org):
 def test_rule_of_another_org_answers_404_everywhere(call_api, org):
     # Given a rule of an org the stranger does not belong to
     rule = create_rule(call_api, org)
-    stranger = new_org("Elsewhere").owner
+    stranger = new_fleet("Elsewhere", devices=2).owner
 
     # When the stranger reads, changes or deletes it
     answers = [
@@ -431,7 +401,7 @@ def test_alert_of_another_org_answers_404_and_its_list_is_not_shown(call_api, or
     create_rule(call_api, org)
     readings(org, (0, 35))
     alert_id = the_alert(org).alert_id
-    stranger = new_org("Elsewhere").owner
+    stranger = new_fleet("Elsewhere", devices=2).owner
 
     # When a stranger reads it, acknowledges it and lists the org's alerts
     read = get_alert(call_api, alert_id, stranger)
@@ -446,7 +416,7 @@ def test_alert_of_another_org_answers_404_and_its_list_is_not_shown(call_api, or
 def test_rules_of_one_org_never_evaluate_another_orgs_readings(call_api, org):
     # Given a rule in one org and a breaching reading in another
     create_rule(call_api, org)
-    other = new_org("Other")
+    other = new_fleet("Other", devices=2)
 
     # When the other org's device reports
     readings(other, (0, 99))
@@ -545,7 +515,7 @@ def test_alert_goes_open_acknowledged_resolved(call_api, org, bus_events):
     create_rule(call_api, org)
     readings(org, (0, 35))
     alert_id = the_alert(org).alert_id
-    member = org.user("member")
+    member = org.member("member")
 
     # When a member acknowledges it, and a reading comes back in range
     acked = acknowledge(call_api, alert_id, member)
@@ -555,7 +525,7 @@ def test_alert_goes_open_acknowledged_resolved(call_api, org, bus_events):
     assert acked["statusCode"] == 200, acked
     assert acked["json"]["state"] == "acknowledged"
     assert acked["json"]["acknowledged_by"] == member["subject_id"]
-    resolved = get_alert(call_api, alert_id, org.user("viewer"))["json"]
+    resolved = get_alert(call_api, alert_id, org.member("viewer"))["json"]
     assert (resolved["state"], resolved["resolved_value"], resolved["resolved_reason"]) == (
         "resolved",
         25,
@@ -612,7 +582,7 @@ def test_acknowledge_answers_409_unless_the_alert_is_open(call_api, org):
 def test_acknowledge_needs_the_member_role(call_api, org):
     create_rule(call_api, org)
     readings(org, (0, 35))
-    response = acknowledge(call_api, the_alert(org).alert_id, org.user("viewer"))
+    response = acknowledge(call_api, the_alert(org).alert_id, org.member("viewer"))
     assert response["statusCode"] == 403, response
 
 
@@ -624,7 +594,7 @@ def test_list_alerts_filters_by_state_newest_first(call_api, org):
     readings(org, (2 * SECOND, 35), device=1)
 
     # When listing open alerts, then all of them
-    open_ = list_alerts(call_api, org, org.user("viewer"), state="open")["json"]["items"]
+    open_ = list_alerts(call_api, org, org.member("viewer"), state="open")["json"]["items"]
     every = list_alerts(call_api, org, org.owner)["json"]["items"]
 
     # Then open lists the two open ones newest first, and all lists three
@@ -780,7 +750,7 @@ def test_triggered_alert_mails_each_listed_address(call_api, org):
 
 def test_members_channel_mails_the_owners_and_admins_only(call_api, org):
     # Given an admin, a member and a viewer besides the owner, and a rule for "members"
-    admin, member, viewer = org.user("admin"), org.user("member"), org.user("viewer")
+    admin, member, viewer = org.member("admin"), org.member("member"), org.member("viewer")
     create_rule(call_api, org, channels={"email": "members"})
     mailed()
 

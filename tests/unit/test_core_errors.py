@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kumo.core.errors import Conflict, problem, problem_for
 
-from tests.unit.conftest import principal_for
+from tests.support.factories import principal_for
 
 REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"  # events/api/request.json
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}

@@ -21,13 +21,13 @@ from kumo.core.ids import first_id_at, new_id
 from kumo.devices import commands, iot, service
 from kumo.devices.commands import CommandCompleted, CommandExpired
 from kumo.devices.models import CommandModel, command_sort_key, device_key
-from kumo.devices.schemas import CommandResultRequest, RegisterDeviceRequest, SendCommandRequest
-from kumo.orgs import service as orgs
+from kumo.devices.schemas import CommandResultRequest, SendCommandRequest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iotdata.models import iotdata_backends
 from pydantic import ValidationError
 
-from tests.unit.conftest import FakeContext, load_handler, principal_for
+from tests.support.factories import device_principal, new_fleet, principal_for
+from tests.unit.conftest import FakeContext, load_handler
 
 PROBLEM = "urn:kumo:problem:"
 HISTORY = 30 * 86_400
@@ -45,17 +45,16 @@ class Org:
 
 def new_org(name: str = "Fleet") -> Org:
     """An org with an owner, a member, a viewer and two devices."""
-    owner, member, viewer = new_id(), new_id(), new_id()
-    org, _ = orgs.create_org(name=name, owner_id=owner, owner_email=f"{owner.lower()}@x.test")
-    orgs._add_member(org.org_id, member, f"{member.lower()}@x.test", "member")
-    orgs._add_member(org.org_id, viewer, f"{viewer.lower()}@x.test", "viewer")
-    device_ids = [
-        service.register_device(
-            user_id=owner, request=RegisterDeviceRequest(org_id=org.org_id, name=f"probe-{n}")
-        )[0].device_id
-        for n in range(2)
-    ]
-    return Org(org.org_id, owner, member, viewer, device_ids[0], device_ids[1])
+    fleet = new_fleet(name, devices=2)
+    member, viewer = fleet.member("member"), fleet.member("viewer")
+    return Org(
+        fleet.org_id,
+        fleet.owner_id,
+        member["subject_id"],
+        viewer["subject_id"],
+        fleet.devices[0],
+        fleet.devices[1],
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -111,17 +110,6 @@ def report(org: Org, command: CommandModel, status: str, **fields: Any) -> Comma
 
 def stored(command: CommandModel) -> CommandModel:
     return CommandModel.get(device_key(command.device_id), command_sort_key(command.command_id))
-
-
-def device_principal(device_id: str, org_id: str) -> dict[str, str]:
-    return {
-        "kind": "device",
-        "subject_id": device_id,
-        "roles": "device",
-        "email": "",
-        "org_id": org_id,
-        "principalId": device_id,
-    }
 
 
 # --- sending ----------------------------------------------------------------------------------

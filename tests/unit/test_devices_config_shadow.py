@@ -17,10 +17,10 @@ from kumo.core.config import get_settings
 from kumo.core.errors import ValidationFailed
 from kumo.core.ids import new_id
 from kumo.devices import iot, service, shadow
-from kumo.devices.schemas import RegisterDeviceRequest, UpdateDeviceRequest
-from kumo.orgs import service as orgs
+from kumo.devices.schemas import UpdateDeviceRequest
 
-from tests.unit.conftest import FakeContext, load_handler, principal_for
+from tests.support.factories import new_fleet, principal_for, register_device
+from tests.unit.conftest import FakeContext, load_handler
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -36,17 +36,13 @@ class Fleet:
 
 @pytest.fixture
 def fleet() -> Fleet:
-    owner = new_id()
-    org, _ = orgs.create_org(name="Shadowed", owner_id=owner, owner_email="o@x.test")
-    with_thing, _, identity = service.register_device(
-        user_id=owner,
-        request=RegisterDeviceRequest(org_id=org.org_id, name="mqtt", certificate=True),
+    org = new_fleet("Shadowed", devices=0)
+    with_thing = register_device(org.org_id, org.owner_id, "mqtt", certificate=True)
+    plain = register_device(org.org_id, org.owner_id, "http")
+    assert with_thing.thing_name is not None
+    return Fleet(
+        org.org_id, org.owner_id, with_thing.device_id, with_thing.thing_name, plain.device_id
     )
-    plain, _, _ = service.register_device(
-        user_id=owner, request=RegisterDeviceRequest(org_id=org.org_id, name="http")
-    )
-    assert identity is not None
-    return Fleet(org.org_id, owner, with_thing.device_id, identity.thing_name, plain.device_id)
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,10 @@ import pytest
 from kumo.core import clock
 from kumo.identity import service
 
-from tests.unit.conftest import principal_for, unique_email, verified_user
+from tests.support.factories import PASSWORD, principal_for, unique_email, verified_user
 
 pytestmark = pytest.mark.usefixtures("aws")
 
-PASSWORD = "correct horse 42"
 LIST_USERS = ("identity/admin_list_users", "GET", "/api/v1/admin/users")
 AUDIT = ("identity/admin_audit", "GET", "/api/v1/admin/audit")
 LOGIN = ("identity/login", "POST", "/api/v1/auth/login")
@@ -33,14 +32,8 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> float:
 
 @pytest.fixture
 def admin() -> dict[str, str]:
-    user = service.register(
-        email=unique_email("admin"),
-        password=PASSWORD,
-        display_name="Root",
-        role="admin",
-        verified=True,
-    )
-    return principal_for(user.user_id, "admin", user.email)
+    email = unique_email("admin")
+    return principal_for(verified_user(email, role="admin"), "admin", email)
 
 
 def update_user(call_api: Any, user_id: str, body: dict[str, Any], principal: dict[str, str]):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kumo.identity import tokens
+
+from tests.support import factories
 
 API_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/*"
 USER_ID = "01HZAUTHORIZERTESTUSER0001"
@@ -11,7 +12,7 @@ EMAIL = "authorizer-test@example.com"
 
 
 def access_token(role: str = "tutor") -> str:
-    return tokens.issue_access_token(user_id=USER_ID, email=EMAIL, role=role)
+    return factories.access_token(USER_ID, role=role, email=EMAIL)
 
 
 def test_authorizer_allows_valid_bearer_for_whole_api(authorize):

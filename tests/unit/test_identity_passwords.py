@@ -12,11 +12,11 @@ from kumo.identity import service
 from kumo.identity.models import UserModel, user_key
 from kumo.tasks.models import EmailTaskModel, task_key
 
-from tests.unit.conftest import QUEUE_URL, principal_for, unique_email, verified_user
+from tests.support.factories import PASSWORD, principal_for, unique_email, verified_user
+from tests.unit.conftest import QUEUE_URL
 
 pytestmark = pytest.mark.usefixtures("aws")
 
-PASSWORD = "correct horse 42"
 NEW_PASSWORD = "battery staple 7"
 FORGOT = ("identity/password_forgot", "POST", "/api/v1/auth/password/forgot")
 RESET = ("identity/password_reset", "POST", "/api/v1/auth/password/reset")

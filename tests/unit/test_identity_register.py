@@ -13,11 +13,11 @@ from kumo.identity import service
 from kumo.identity.models import EmailClaimModel, UserModel, email_key, user_key
 from kumo.tasks.models import EmailTaskModel, task_key
 
-from tests.unit.conftest import QUEUE_URL, unique_email
+from tests.support.factories import PASSWORD, unique_email
+from tests.unit.conftest import QUEUE_URL
 
 pytestmark = pytest.mark.usefixtures("aws")
 
-PASSWORD = "correct horse 42"
 REGISTER = ("identity/register", "POST", "/api/v1/auth/register")
 VERIFY = ("identity/verify_email", "POST", "/api/v1/auth/verify-email")
 LOGIN = ("identity/login", "POST", "/api/v1/auth/login")

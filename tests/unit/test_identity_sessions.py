@@ -9,11 +9,10 @@ from kumo.core import clock
 from kumo.identity import service, tokens
 from kumo.identity.models import RefreshTokenModel, refresh_key
 
-from tests.unit.conftest import unique_email, verified_user
+from tests.support.factories import PASSWORD, unique_email, verified_user
 
 pytestmark = pytest.mark.usefixtures("aws")
 
-PASSWORD = "correct horse 42"
 LOGIN = ("identity/login", "POST", "/api/v1/auth/login")
 REFRESH = ("identity/refresh", "POST", "/api/v1/auth/refresh")
 LOGOUT = ("identity/logout", "POST", "/api/v1/auth/logout")

@@ -13,14 +13,14 @@ import pytest
 from kumo.core import clock, metrics
 from kumo.core.config import get_settings
 from kumo.core.ids import new_id
-from kumo.devices import commands, service, status
-from kumo.devices.schemas import CommandResultRequest, RegisterDeviceRequest, SendCommandRequest
-from kumo.orgs import service as orgs
+from kumo.devices import commands, status
+from kumo.devices.schemas import CommandResultRequest, SendCommandRequest
 from kumo.tasks import scheduled
 from kumo.tasks import service as tasks
 from kumo.tasks.schemas import CreateScheduledTaskRequest
 
 from infra.local.receiver import Receiver
+from tests.support.factories import device_principal, new_fleet
 from tests.unit.conftest import QUEUE_URL, WEBHOOK_QUEUE_URL, FakeContext, load_handler
 from tests.unit.test_core_metrics import emf_documents, total
 
@@ -51,26 +51,8 @@ def printed(capsys: pytest.CaptureFixture[str]) -> Callable[[], dict[str, float]
 
 def a_fleet(devices: int = 1) -> tuple[str, str, list[str]]:
     """An org, its owner and its registered devices."""
-    owner = new_id()
-    org, _ = orgs.create_org(name="Fleet", owner_id=owner, owner_email=f"{owner.lower()}@x.test")
-    device_ids = [
-        service.register_device(
-            user_id=owner, request=RegisterDeviceRequest(org_id=org.org_id, name=f"probe-{n}")
-        )[0].device_id
-        for n in range(devices)
-    ]
-    return org.org_id, owner, device_ids
-
-
-def device_principal(device_id: str, org_id: str) -> dict[str, str]:
-    return {
-        "kind": "device",
-        "subject_id": device_id,
-        "roles": "device",
-        "email": "",
-        "org_id": org_id,
-        "principalId": device_id,
-    }
+    fleet = new_fleet(devices=devices)
+    return fleet.org_id, fleet.owner_id, list(fleet.devices)
 
 
 def telemetry_record(message_id: str, body: Any) -> dict[str, Any]:

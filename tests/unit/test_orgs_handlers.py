@@ -7,21 +7,16 @@ from typing import Any
 
 import boto3
 import pytest
-from kumo.core.ids import new_id
 from kumo.orgs import service
 from kumo.tasks.models import EmailTaskModel, task_key
 
-from tests.unit.conftest import QUEUE_URL, principal_for
+from tests.support import factories
+from tests.support.factories import new_principal
+from tests.unit.conftest import QUEUE_URL
 
 pytestmark = pytest.mark.usefixtures("aws")
 
 PROBLEM = "urn:kumo:problem:"
-
-
-def new_user(label: str = "user") -> dict[str, str]:
-    """The authorizer context of a fresh signed-in user."""
-    user_id = new_id()
-    return principal_for(user_id, email=f"{label}-{user_id.lower()}@example.com")
 
 
 def create_org(call_api: Any, user: dict[str, str], name: str = "Acme") -> str:
@@ -33,7 +28,7 @@ def create_org(call_api: Any, user: dict[str, str], name: str = "Acme") -> str:
 
 
 def add_member(org_id: str, user: dict[str, str], role: str) -> None:
-    service._add_member(org_id, user["subject_id"], user["email"], role)
+    factories.add_member(org_id, user["subject_id"], user["email"], role)
 
 
 def invite(call_api: Any, org_id: str, actor: dict[str, str], email: str, role: str) -> Any:
@@ -62,7 +57,7 @@ def problem_type(response: dict[str, Any]) -> str:
 
 def test_create_org_answers_201_with_owner_role(call_api):
     # Given a signed-in user
-    user = new_user()
+    user = new_principal()
 
     # When they create an org
     response = call_api(
@@ -81,7 +76,7 @@ def test_create_org_answers_201_with_owner_role(call_api):
 )
 def test_create_org_rejects_bad_body_with_422(call_api, body):
     # Given a body that breaks the schema
-    user = new_user()
+    user = new_principal()
 
     # When creating an org with it
     response = call_api("orgs/create_org", "POST", "/api/v1/orgs", body=body, principal=user)
@@ -102,7 +97,7 @@ def test_create_org_refuses_anonymous_caller_with_401(call_api):
 
 def test_create_org_over_plan_limit_answers_409_problem(call_api):
     # Given a user who owns the most orgs one user can own
-    user = new_user()
+    user = new_principal()
     for number in range(service.MAX_OWNED_ORGS):
         create_org(call_api, user, name=f"Org {number}")
 
@@ -119,7 +114,7 @@ def test_create_org_over_plan_limit_answers_409_problem(call_api):
 
 def test_list_my_orgs_answers_a_page_with_my_role(call_api):
     # Given a user who owns one org and is a viewer in another
-    user, other = new_user(), new_user("other")
+    user, other = new_principal(), new_principal("other")
     owned = create_org(call_api, user, name="Mine")
     viewed = create_org(call_api, other, name="Theirs")
     add_member(viewed, user, "viewer")
@@ -135,7 +130,7 @@ def test_list_my_orgs_answers_a_page_with_my_role(call_api):
 
 def test_list_my_orgs_follows_next_cursor(call_api):
     # Given a user in two orgs
-    user = new_user()
+    user = new_principal()
     created = {create_org(call_api, user, name=f"Org {n}") for n in range(2)}
 
     # When listing one per page and following the cursor
@@ -157,7 +152,7 @@ def test_list_my_orgs_follows_next_cursor(call_api):
 
 def test_list_my_orgs_rejects_limit_out_of_range_with_422(call_api):
     # Given a signed-in user
-    user = new_user()
+    user = new_principal()
 
     # When asking for more than a page may hold
     response = call_api(
@@ -170,7 +165,7 @@ def test_list_my_orgs_rejects_limit_out_of_range_with_422(call_api):
 
 def test_get_org_answers_org_with_my_role(call_api):
     # Given an org with an admin
-    owner, admin = new_user("owner"), new_user("admin")
+    owner, admin = new_principal("owner"), new_principal("admin")
     org_id = create_org(call_api, owner, name="Acme")
     add_member(org_id, admin, "admin")
 
@@ -214,7 +209,11 @@ ORG_SCOPED_ROUTES = [
 )
 def test_org_scoped_routes_answer_404_to_non_members(call_api, function, method, suffix, body):
     # Given an org with a member and a pending invitation, and a user of another org
-    owner, member, stranger = new_user("owner"), new_user("member"), new_user("stranger")
+    owner, member, stranger = (
+        new_principal("owner"),
+        new_principal("member"),
+        new_principal("stranger"),
+    )
     org_id = create_org(call_api, owner)
     add_member(org_id, member, "member")
     create_org(call_api, stranger, name="Elsewhere")
@@ -237,7 +236,7 @@ def test_org_scoped_routes_answer_404_to_non_members(call_api, function, method,
 
 def test_list_members_answers_user_email_role_and_join_time(call_api):
     # Given an org with an owner and a viewer
-    owner, viewer = new_user("owner"), new_user("viewer")
+    owner, viewer = new_principal("owner"), new_principal("viewer")
     org_id = create_org(call_api, owner)
     add_member(org_id, viewer, "viewer")
 
@@ -258,7 +257,7 @@ def test_list_members_answers_user_email_role_and_join_time(call_api):
 
 def test_list_members_rejects_forged_cursor_with_400(call_api):
     # Given a member of an org
-    owner = new_user("owner")
+    owner = new_principal("owner")
     org_id = create_org(call_api, owner)
 
     # When paging with a cursor this API never issued
@@ -276,7 +275,7 @@ def test_list_members_rejects_forged_cursor_with_400(call_api):
 
 def test_update_member_answers_member_with_new_role(call_api):
     # Given an org with a member
-    owner, member = new_user("owner"), new_user("member")
+    owner, member = new_principal("owner"), new_principal("member")
     org_id = create_org(call_api, owner)
     add_member(org_id, member, "member")
 
@@ -299,7 +298,7 @@ def test_update_member_answers_member_with_new_role(call_api):
 
 def test_update_member_by_viewer_answers_403(call_api):
     # Given a viewer and a member
-    owner, viewer, member = new_user("owner"), new_user("viewer"), new_user("member")
+    owner, viewer, member = new_principal("owner"), new_principal("viewer"), new_principal("member")
     org_id = create_org(call_api, owner)
     add_member(org_id, viewer, "viewer")
     add_member(org_id, member, "member")
@@ -320,7 +319,7 @@ def test_update_member_by_viewer_answers_403(call_api):
 
 def test_update_member_rejects_unknown_role_with_422(call_api):
     # Given an org owner and a member
-    owner, member = new_user("owner"), new_user("member")
+    owner, member = new_principal("owner"), new_principal("member")
     org_id = create_org(call_api, owner)
     add_member(org_id, member, "member")
 
@@ -339,7 +338,7 @@ def test_update_member_rejects_unknown_role_with_422(call_api):
 
 def test_update_member_demoting_last_owner_answers_409(call_api):
     # Given an org with one owner
-    owner = new_user("owner")
+    owner = new_principal("owner")
     org_id = create_org(call_api, owner)
 
     # When the owner demotes themself
@@ -359,7 +358,7 @@ def test_update_member_demoting_last_owner_answers_409(call_api):
 
 def test_remove_member_answers_204(call_api):
     # Given an org with a member
-    owner, member = new_user("owner"), new_user("member")
+    owner, member = new_principal("owner"), new_principal("member")
     org_id = create_org(call_api, owner)
     add_member(org_id, member, "member")
 
@@ -379,7 +378,7 @@ def test_remove_member_answers_204(call_api):
 
 def test_leave_org_answers_204(call_api):
     # Given an org with a viewer
-    owner, viewer = new_user("owner"), new_user("viewer")
+    owner, viewer = new_principal("owner"), new_principal("viewer")
     org_id = create_org(call_api, owner)
     add_member(org_id, viewer, "viewer")
 
@@ -392,7 +391,7 @@ def test_leave_org_answers_204(call_api):
 
 def test_leave_org_by_last_owner_answers_409(call_api):
     # Given an org with one owner
-    owner = new_user("owner")
+    owner = new_principal("owner")
     org_id = create_org(call_api, owner)
 
     # When the owner leaves
@@ -408,7 +407,7 @@ def test_leave_org_by_last_owner_answers_409(call_api):
 
 def test_invite_member_answers_201_pending_invitation(call_api):
     # Given an org owner
-    owner = new_user("owner")
+    owner = new_principal("owner")
     org_id = create_org(call_api, owner)
 
     # When they invite an address, spelled loosely
@@ -427,7 +426,7 @@ def test_invite_member_answers_201_pending_invitation(call_api):
 
 def test_invite_member_as_owner_answers_422(call_api):
     # Given an org owner
-    owner = new_user("owner")
+    owner = new_principal("owner")
     org_id = create_org(call_api, owner)
 
     # When they invite someone as owner
@@ -439,7 +438,7 @@ def test_invite_member_as_owner_answers_422(call_api):
 
 def test_invite_member_by_member_answers_403(call_api):
     # Given a plain member
-    owner, member = new_user("owner"), new_user("member")
+    owner, member = new_principal("owner"), new_principal("member")
     org_id = create_org(call_api, owner)
     add_member(org_id, member, "member")
 
@@ -452,7 +451,7 @@ def test_invite_member_by_member_answers_403(call_api):
 
 def test_invite_member_already_member_answers_409(call_api):
     # Given an org with an admin
-    owner, admin = new_user("owner"), new_user("admin")
+    owner, admin = new_principal("owner"), new_principal("admin")
     org_id = create_org(call_api, owner)
     add_member(org_id, admin, "admin")
 
@@ -466,7 +465,7 @@ def test_invite_member_already_member_answers_409(call_api):
 
 def test_list_invitations_by_viewer_answers_403(call_api):
     # Given a viewer
-    owner, viewer = new_user("owner"), new_user("viewer")
+    owner, viewer = new_principal("owner"), new_principal("viewer")
     org_id = create_org(call_api, owner)
     add_member(org_id, viewer, "viewer")
 
@@ -481,7 +480,7 @@ def test_list_invitations_by_viewer_answers_403(call_api):
 
 def test_revoke_invitation_answers_204_and_unlists_it(call_api):
     # Given a pending invitation
-    owner = new_user("owner")
+    owner = new_principal("owner")
     org_id = create_org(call_api, owner)
     invitation_id = invite(call_api, org_id, owner, "later@example.com", "member")["json"]["id"]
 
@@ -503,7 +502,7 @@ def test_revoke_invitation_answers_204_and_unlists_it(call_api):
 
 def test_accept_invitation_answers_membership(call_api):
     # Given an invitation mailed to a user's address
-    owner, invitee = new_user("owner"), new_user("invitee")
+    owner, invitee = new_principal("owner"), new_principal("invitee")
     org_id = create_org(call_api, owner)
     invite(call_api, org_id, owner, invitee["email"], "member")
     token = mailed_token()
@@ -528,7 +527,7 @@ def test_accept_invitation_answers_membership(call_api):
 
 def test_accept_invitation_with_unknown_token_answers_400_invalid_token(call_api):
     # Given a signed-in user
-    user = new_user()
+    user = new_principal()
 
     # When they present a token nobody issued
     response = call_api(
@@ -546,7 +545,7 @@ def test_accept_invitation_with_unknown_token_answers_400_invalid_token(call_api
 
 def test_accept_invitation_for_another_address_answers_403(call_api):
     # Given an invitation for one address
-    owner, other = new_user("owner"), new_user("other")
+    owner, other = new_principal("owner"), new_principal("other")
     org_id = create_org(call_api, owner)
     invite(call_api, org_id, owner, "invitee@example.com", "member")
     token = mailed_token()
@@ -566,7 +565,7 @@ def test_accept_invitation_for_another_address_answers_403(call_api):
 
 def test_accept_invitation_when_already_member_answers_409(call_api):
     # Given an invitation, after which the invitee became a member another way
-    owner, invitee = new_user("owner"), new_user("invitee")
+    owner, invitee = new_principal("owner"), new_principal("invitee")
     org_id = create_org(call_api, owner)
     invite(call_api, org_id, owner, invitee["email"], "member")
     token = mailed_token()

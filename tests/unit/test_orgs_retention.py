@@ -15,7 +15,8 @@ from kumo.devices.telemetry_models import RawReadingsModel, raw_key
 from kumo.orgs import service
 from kumo.orgs.models import META, OrgModel, org_key
 
-from tests.unit.conftest import principal_for
+from tests.support import factories
+from tests.support.factories import new_member, new_principal
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -29,14 +30,8 @@ def empty_retention_cache() -> Iterator[None]:
     service._retention_cache.clear()
 
 
-def new_user() -> dict[str, str]:
-    user_id = new_id()
-    return principal_for(user_id, email=f"u-{user_id.lower()}@example.com")
-
-
 def new_org(owner: dict[str, str]) -> str:
-    org, _ = service.create_org(name="Acme", owner_id=owner["subject_id"], owner_email="o@x.test")
-    return str(org.org_id)
+    return factories.new_org(owner["subject_id"], owner["email"])
 
 
 def patch_org(call_api: Any, org_id: str, user: dict[str, str], body: Any) -> dict[str, Any]:
@@ -66,7 +61,7 @@ def get_org(call_api: Any, org_id: str, user: dict[str, str]) -> dict[str, Any]:
 
 def test_get_org_shows_the_default_retention_of_seven_days(call_api):
     # Given a new org
-    owner = new_user()
+    owner = new_principal()
     org_id = new_org(owner)
 
     # When its owner reads it
@@ -80,12 +75,11 @@ def test_get_org_shows_the_default_retention_of_seven_days(call_api):
 @pytest.mark.parametrize("role", ["owner", "admin"])
 def test_update_org_by_owner_or_admin_sets_retention_and_name(call_api, role):
     # Given an org and a caller with the role
-    owner = new_user()
+    owner = new_principal()
     org_id = new_org(owner)
     caller = owner
     if role == "admin":
-        caller = new_user()
-        service._add_member(org_id, caller["subject_id"], caller["email"], "admin")
+        caller = new_member(org_id, "admin")
 
     # When they set a 30-day retention and a new name
     response = patch_org(
@@ -102,10 +96,9 @@ def test_update_org_by_owner_or_admin_sets_retention_and_name(call_api, role):
 @pytest.mark.parametrize("role", ["member", "viewer"])
 def test_update_org_by_member_or_viewer_answers_403_and_changes_nothing(call_api, role):
     # Given an org and a member or viewer
-    owner = new_user()
+    owner = new_principal()
     org_id = new_org(owner)
-    caller = new_user()
-    service._add_member(org_id, caller["subject_id"], caller["email"], role)
+    caller = new_member(org_id, role)
 
     # When they try to change the retention
     response = patch_org(call_api, org_id, caller, {"telemetry_retention_days": 30})
@@ -117,8 +110,8 @@ def test_update_org_by_member_or_viewer_answers_403_and_changes_nothing(call_api
 
 def test_update_org_of_another_org_answers_404(call_api):
     # Given two orgs with their owners
-    org_id = new_org(new_user())
-    stranger = new_user()
+    org_id = new_org(new_principal())
+    stranger = new_principal()
     new_org(stranger)
 
     # When the stranger patches the first org
@@ -145,7 +138,7 @@ def test_update_org_of_another_org_answers_404(call_api):
 )
 def test_update_org_rejects_bad_body_with_422_and_changes_nothing(call_api, body):
     # Given an org
-    owner = new_user()
+    owner = new_principal()
     org_id = new_org(owner)
 
     # When its owner sends a bad body
@@ -159,7 +152,7 @@ def test_update_org_rejects_bad_body_with_422_and_changes_nothing(call_api, body
 
 
 def test_update_org_422_names_the_retention_field(call_api):
-    owner = new_user()
+    owner = new_principal()
     org_id = new_org(owner)
 
     response = patch_org(call_api, org_id, owner, {"telemetry_retention_days": 400})
@@ -170,7 +163,7 @@ def test_update_org_422_names_the_retention_field(call_api):
 
 def test_retention_lookup_is_cached_for_five_minutes(monkeypatch):
     # Given an org with a 30-day retention, looked up once
-    owner = new_user()
+    owner = new_principal()
     org_id = new_org(owner)
     service.update_org(
         org_id=org_id, user_id=owner["subject_id"], name=None, telemetry_retention_days=30
@@ -200,7 +193,7 @@ def test_retention_lookup_is_cached_for_five_minutes(monkeypatch):
 
 
 def test_retention_change_in_this_container_is_seen_at_once():
-    owner = new_user()
+    owner = new_principal()
     org_id = new_org(owner)
     assert service.telemetry_retention_days(org_id) == 7
 
@@ -219,7 +212,7 @@ def test_ingestion_gives_new_raw_items_the_orgs_retention():
     # Given an org with a 2-day retention and one of its devices
     from kumo.devices import service as devices
 
-    owner = new_user()
+    owner = new_principal()
     org_id = new_org(owner)
     service.update_org(
         org_id=org_id, user_id=owner["subject_id"], name=None, telemetry_retention_days=2

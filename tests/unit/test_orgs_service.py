@@ -16,6 +16,7 @@ from kumo.orgs.errors import AlreadyMember, LastOwner, OrgLimitReached
 from kumo.orgs.models import OrgModel
 from kumo.tasks.models import EmailTaskModel, task_key
 
+from tests.support import factories
 from tests.unit.conftest import QUEUE_URL
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -33,12 +34,11 @@ def new_user(label: str = "user") -> User:
 
 
 def new_org(owner: User, name: str = "Acme") -> str:
-    org, _ = service.create_org(name=name, owner_id=owner.user_id, owner_email=owner.email)
-    return org.org_id
+    return factories.new_org(owner.user_id, owner.email, name)
 
 
 def add_member(org_id: str, user: User, role: str) -> None:
-    service._add_member(org_id, user.user_id, user.email, role)
+    factories.add_member(org_id, user.user_id, user.email, role)
 
 
 def invite(org_id: str, actor: User, email: str, role: str = "member") -> str:

@@ -17,7 +17,6 @@ from kumo.devices import service as devices
 from kumo.devices import status
 from kumo.devices.schemas import RegisterDeviceRequest
 from kumo.devices.telemetry import Batch, Reading
-from kumo.orgs import service as orgs
 from kumo.realtime import fanout
 from kumo.realtime.models import (
     META,
@@ -30,7 +29,8 @@ from kumo.realtime.models import (
 )
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
-from tests.unit.conftest import FakeContext, load_handler, principal_for
+from tests.support.factories import access_token, new_fleet
+from tests.unit.conftest import FakeContext, load_handler
 
 PROBLEM = "urn:kumo:problem:"
 T0 = 1_714_564_800_000
@@ -63,32 +63,14 @@ class World:
     """An org with an owner and a device, plus a stranger in another org with theirs."""
 
     def __init__(self) -> None:
-        self.owner = principal_for(new_id(), email="owner@example.com")
-        self.org_id = self._org(self.owner, "Acme")
-        self.device_id = self._device(self.owner, self.org_id)
-        self.stranger = principal_for(new_id(), email="stranger@example.com")
-        self.other_org = self._org(self.stranger, "Other")
-        self.other_device = self._device(self.stranger, self.other_org)
-
-    @staticmethod
-    def _org(principal: dict[str, str], name: str) -> str:
-        org, _ = orgs.create_org(
-            name=name, owner_id=principal["subject_id"], owner_email=principal["email"]
-        )
-        return str(org.org_id)
-
-    @staticmethod
-    def _device(principal: dict[str, str], org_id: str) -> str:
-        device, *_ = devices.register_device(
-            user_id=principal["subject_id"],
-            request=RegisterDeviceRequest(org_id=org_id, name="probe"),
-        )
-        return str(device.device_id)
+        ours, theirs = new_fleet("Acme"), new_fleet("Other")
+        self.owner, self.org_id, (self.device_id,) = ours.owner, ours.org_id, ours.devices
+        self.stranger, self.other_org = theirs.owner, theirs.org_id
+        (self.other_device,) = theirs.devices
+        self._ours = ours
 
     def member(self, role: str) -> dict[str, str]:
-        principal = principal_for(new_id(), email=f"{role}@example.com")
-        orgs._add_member(self.org_id, principal["subject_id"], principal["email"], role)
-        return principal
+        return self._ours.member(role)
 
 
 @pytest.fixture
@@ -140,12 +122,6 @@ def subscribe_device(device_id: str, request_id: str = "r1") -> dict[str, str]:
 # --- the handshake ---------------------------------------------------------------------------
 
 
-def _token(user_id: str) -> str:
-    from kumo.identity import tokens
-
-    return tokens.issue_access_token(user_id=user_id, role="user", email="ada@example.com")
-
-
 @pytest.fixture
 def handshake(load_event: Callable[[str], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     def run(headers: dict[str, str], query: dict[str, str] | None = None) -> dict[str, Any]:
@@ -171,14 +147,14 @@ def _allows_connect(result: dict[str, Any]) -> bool:
 
 def test_handshake_accepts_a_bearer_header(handshake):
     user_id = new_id()
-    result = handshake({"Authorization": f"Bearer {_token(user_id)}"})
+    result = handshake({"Authorization": f"Bearer {access_token(user_id)}"})
     assert _allows_connect(result)
     assert result["context"]["subject_id"] == user_id
 
 
 def test_handshake_accepts_a_token_in_the_query_string(handshake):
     user_id = new_id()
-    result = handshake({}, {"token": _token(user_id)})
+    result = handshake({}, {"token": access_token(user_id)})
     assert _allows_connect(result)
     assert result["context"]["subject_id"] == user_id
 
@@ -186,7 +162,8 @@ def test_handshake_accepts_a_token_in_the_query_string(handshake):
 def test_handshake_prefers_the_header_over_the_query_string(handshake):
     header_user, query_user = new_id(), new_id()
     result = handshake(
-        {"Authorization": f"Bearer {_token(header_user)}"}, {"token": _token(query_user)}
+        {"Authorization": f"Bearer {access_token(header_user)}"},
+        {"token": access_token(query_user)},
     )
     assert result["context"]["subject_id"] == header_user
 
@@ -198,14 +175,14 @@ def test_handshake_without_credentials_is_denied(handshake):
 
 
 def test_handshake_with_a_forged_query_token_is_denied(handshake):
-    result = handshake({}, {"token": _token(new_id()) + "x"})
+    result = handshake({}, {"token": access_token(new_id()) + "x"})
     assert result["policyDocument"]["Statement"][0]["Effect"] == "Deny"
 
 
 def test_query_token_is_ignored_outside_the_handshake(load_event):
     # The REST API never reads credentials from the query string (they end up in logs).
     event = load_event("identity/authorizer_request")
-    event["queryStringParameters"] = {"token": _token(new_id())}
+    event["queryStringParameters"] = {"token": access_token(new_id())}
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         load_handler("identity/authorizer").lambda_handler(event, FakeContext())
 

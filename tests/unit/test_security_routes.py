@@ -10,10 +10,9 @@ import pytest
 from kumo.core.errors import Unauthorized
 from kumo.identity import service, tokens
 
-from tests.unit.conftest import principal_for
+from tests.support.factories import PASSWORD, principal_for
 
 USER_ID = "01HZSECURITYTESTUSER000002"
-PASSWORD = "correct horse 42"
 
 
 # --- misused credentials ------------------------------------------------------------------

@@ -17,7 +17,8 @@ from kumo.tasks.models import (
     task_key,
 )
 
-from tests.unit.conftest import QUEUE_BASE, QUEUE_URL, STAGE, WEBHOOK_QUEUE_URL, principal_for
+from tests.support.factories import new_principal
+from tests.unit.conftest import QUEUE_BASE, QUEUE_URL, STAGE, WEBHOOK_QUEUE_URL
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -41,11 +42,11 @@ VERIFY_PARAMS = {
 
 
 def admin() -> dict[str, str]:
-    return principal_for(new_id(), role="admin")
+    return new_principal("admin", role="admin")
 
 
 def member() -> dict[str, str]:
-    return principal_for(new_id())
+    return new_principal("member")
 
 
 def create_task(call_api: Any, body: dict[str, Any], principal: Any) -> dict[str, Any]:

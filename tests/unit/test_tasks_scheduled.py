@@ -18,7 +18,8 @@ from kumo.tasks.errors import DuplicateTask, TaskLimitReached
 from kumo.tasks.models import RunModel, ScheduledTaskModel, run_key, scheduled_key
 from kumo.tasks.schemas import CreateScheduledTaskRequest, UpdateScheduledTaskRequest
 
-from tests.unit.conftest import STAGE, WEBHOOK_QUEUE_URL, principal_for
+from tests.support.factories import new_principal
+from tests.unit.conftest import STAGE, WEBHOOK_QUEUE_URL
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -73,10 +74,6 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
 
     yield apply
     get_settings.cache_clear()
-
-
-def new_user() -> dict[str, str]:
-    return principal_for(new_id())
 
 
 def hook_url(label: str = "hook") -> str:
@@ -169,7 +166,7 @@ def service_create(owner_id: str, **fields: Any) -> ScheduledTaskModel:
 
 def test_create_scheduled_task_answers_201_with_signing_secret(call_api):
     # Given a signed-in user
-    user = new_user()
+    user = new_principal()
 
     # When they create a scheduled task
     response = create(call_api, user, name="Nightly sync")
@@ -185,7 +182,7 @@ def test_create_scheduled_task_answers_201_with_signing_secret(call_api):
 
 def test_get_scheduled_task_never_returns_signing_secret(call_api):
     # Given a task whose secret was shown at creation
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner reads it back
@@ -200,7 +197,7 @@ def test_get_scheduled_task_never_returns_signing_secret(call_api):
 
 def test_create_scheduled_task_sets_next_run_at_for_active_task(call_api):
     # Given the clock at 10:02:30 UTC
-    user = new_user()
+    user = new_principal()
 
     # When an active task every five minutes is created
     task = created(call_api, user, schedule=EVERY_FIVE)
@@ -212,7 +209,7 @@ def test_create_scheduled_task_sets_next_run_at_for_active_task(call_api):
 
 def test_create_scheduled_task_reads_cron_in_its_timezone(call_api):
     # Given the clock at 10:02:30 UTC, past 09:00 in Berlin (UTC+1 in January)
-    user = new_user()
+    user = new_principal()
 
     # When a daily 09:00 Berlin task is created
     task = created(call_api, user, schedule="0 9 * * *", timezone="Europe/Berlin")
@@ -223,7 +220,7 @@ def test_create_scheduled_task_reads_cron_in_its_timezone(call_api):
 
 def test_create_scheduled_task_leaves_paused_task_out_of_due_index(call_api):
     # Given a signed-in user
-    user = new_user()
+    user = new_principal()
 
     # When they create a paused task
     task = created(call_api, user, paused=True)
@@ -270,7 +267,7 @@ def test_create_scheduled_task_leaves_paused_task_out_of_due_index(call_api):
 )
 def test_create_scheduled_task_rejects_invalid_fields_with_422(call_api, fields, field):
     # Given a body with one invalid field
-    user = new_user()
+    user = new_principal()
 
     # When creating a task with it
     response = create(call_api, user, **fields)
@@ -285,7 +282,7 @@ def test_create_scheduled_task_rejects_invalid_fields_with_422(call_api, fields,
 @pytest.mark.parametrize("timezone", ["Mars/Olympus_Mons", "Not a zone", "America"])
 def test_create_scheduled_task_rejects_bad_timezone_on_timezone_field(call_api, timezone):
     # Given a valid schedule in a time zone that does not exist
-    user = new_user()
+    user = new_principal()
 
     # When creating a task with it
     response = create(call_api, user, schedule=EVERY_FIVE, timezone=timezone)
@@ -308,7 +305,7 @@ def test_create_scheduled_task_rejects_bad_timezone_on_timezone_field(call_api, 
 )
 def test_create_scheduled_task_refuses_duplicate_url_with_409(call_api, second_url):
     # Given a task for a URL
-    user = new_user()
+    user = new_principal()
     first = created(call_api, user, url="https://hooks.example.com/in")
 
     # When the same user creates another task for the same URL, however it is spelled
@@ -323,7 +320,7 @@ def test_create_scheduled_task_refuses_duplicate_url_with_409(call_api, second_u
 
 def test_create_scheduled_task_accepts_url_differing_in_path(call_api):
     # Given a task for a URL
-    user = new_user()
+    user = new_principal()
     created(call_api, user, url="https://hooks.example.com/in")
 
     # When creating one whose path differs only in case
@@ -335,10 +332,10 @@ def test_create_scheduled_task_accepts_url_differing_in_path(call_api):
 
 def test_create_scheduled_task_allows_same_url_for_another_user(call_api):
     # Given a task of one user for a URL
-    created(call_api, new_user(), url="https://hooks.example.com/shared")
+    created(call_api, new_principal(), url="https://hooks.example.com/shared")
 
     # When another user creates a task for the same URL
-    response = create(call_api, new_user(), url="https://hooks.example.com/shared")
+    response = create(call_api, new_principal(), url="https://hooks.example.com/shared")
 
     # Then de-duplication is per user
     assert response["statusCode"] == 201, response
@@ -347,7 +344,7 @@ def test_create_scheduled_task_allows_same_url_for_another_user(call_api):
 def test_create_scheduled_task_over_limit_answers_409_task_limit_reached(call_api, configure):
     # Given a limit of two tasks per user, and a user with two
     configure(SCHEDULED_TASKS_PER_USER="2")
-    user = new_user()
+    user = new_principal()
     created(call_api, user)
     created(call_api, user)
 
@@ -364,10 +361,10 @@ def test_create_scheduled_task_over_limit_answers_409_task_limit_reached(call_ap
 def test_create_scheduled_task_limit_counts_per_user(call_api, configure):
     # Given a limit of one task per user, reached by one user
     configure(SCHEDULED_TASKS_PER_USER="1")
-    created(call_api, new_user())
+    created(call_api, new_principal())
 
     # When another user creates their first task
-    response = create(call_api, new_user())
+    response = create(call_api, new_principal())
 
     # Then it is created
     assert response["statusCode"] == 201, response
@@ -376,7 +373,7 @@ def test_create_scheduled_task_limit_counts_per_user(call_api, configure):
 def test_delete_scheduled_task_frees_a_place_under_the_limit(call_api, configure):
     # Given a user at a limit of two tasks
     configure(SCHEDULED_TASKS_PER_USER="2")
-    user = new_user()
+    user = new_principal()
     first = created(call_api, user)
     created(call_api, user)
 
@@ -450,7 +447,7 @@ def test_service_create_task_duplicate_past_the_precheck_is_caught_by_transactio
 def test_create_scheduled_task_enforces_minimum_interval(call_api, configure, schedule, status):
     # Given runs must be at least 300 seconds apart
     configure(SCHEDULE_MIN_INTERVAL_SECONDS="300")
-    user = new_user()
+    user = new_principal()
 
     # When creating a task with a schedule
     response = create(call_api, user, schedule=schedule)
@@ -494,7 +491,7 @@ def test_create_scheduled_task_refuses_device_principal_with_403(call_api):
 )
 def test_task_routes_refuse_non_user_callers(call_api, action, principal, status):
     # Given an existing task
-    owner = new_user()
+    owner = new_principal()
     task = created(call_api, owner)
     body = {"name": "Changed"} if action == "update" else None
 
@@ -521,7 +518,7 @@ def test_list_scheduled_tasks_refuses_anonymous_caller_with_401(call_api):
 
 def test_list_scheduled_tasks_pages_newest_first_with_cursor(call_api):
     # Given a user with three tasks
-    user = new_user()
+    user = new_principal()
     ids = [created(call_api, user, name=f"Task {n}")["id"] for n in range(3)]
 
     # When listing two per page and following the cursor
@@ -538,7 +535,7 @@ def test_list_scheduled_tasks_pages_newest_first_with_cursor(call_api):
 
 def test_list_scheduled_tasks_shows_only_my_tasks(call_api):
     # Given two users with a task each
-    mine, theirs = new_user(), new_user()
+    mine, theirs = new_principal(), new_principal()
     task = created(call_api, mine)
     created(call_api, theirs)
 
@@ -552,7 +549,7 @@ def test_list_scheduled_tasks_shows_only_my_tasks(call_api):
 
 def test_list_scheduled_tasks_refuses_cursor_of_another_users_list_with_400(call_api):
     # Given a cursor from one user's list
-    owner, other = new_user(), new_user()
+    owner, other = new_principal(), new_principal()
     for _ in range(2):
         created(call_api, owner)
     cursor = list_tasks(call_api, owner, limit="1")["json"]["next_cursor"]
@@ -568,7 +565,7 @@ def test_list_scheduled_tasks_refuses_cursor_of_another_users_list_with_400(call
 
 def test_list_scheduled_tasks_refuses_forged_cursor_with_400(call_api):
     # Given a signed-in user
-    user = new_user()
+    user = new_principal()
 
     # When paging with a cursor the API never issued
     response = list_tasks(call_api, user, cursor="eyJwayI6eyJTIjoieCJ9fQ.forged")
@@ -583,7 +580,7 @@ def test_list_scheduled_tasks_refuses_forged_cursor_with_400(call_api):
 @pytest.mark.parametrize("action", sorted(TASK_ROUTES))
 def test_task_routes_answer_404_for_another_users_task(call_api, action):
     # Given a task of one user
-    owner, intruder = new_user(), new_user()
+    owner, intruder = new_principal(), new_principal()
     task = created(call_api, owner)
     body = {"name": "Hijacked", "url": "https://evil.example.com/"} if action == "update" else None
 
@@ -599,10 +596,15 @@ def test_task_routes_answer_404_for_another_users_task(call_api, action):
     assert queued_runs() == []
 
 
-@pytest.mark.parametrize("task_id", [new_id(), "not-an-id", "01" + "Z" * 24])
+# Named ids: a generated one in a test's id would differ between pytest-xdist's workers.
+@pytest.mark.parametrize(
+    "task_id",
+    [new_id(), "not-an-id", "01" + "Z" * 24],
+    ids=["unknown", "not-an-id", "past-the-ulid-range"],
+)
 def test_get_scheduled_task_answers_404_for_unknown_id(call_api, task_id):
     # Given a signed-in user
-    user = new_user()
+    user = new_principal()
 
     # When reading a task that does not exist
     response = on_task(call_api, "get", task_id, user)
@@ -616,7 +618,7 @@ def test_get_scheduled_task_answers_404_for_unknown_id(call_api, task_id):
 
 def test_update_scheduled_task_pause_removes_it_from_due_index(call_api):
     # Given an active task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner pauses it
@@ -633,7 +635,7 @@ def test_update_scheduled_task_pause_removes_it_from_due_index(call_api):
 
 def test_update_scheduled_task_resume_puts_it_back_with_fresh_next_run(call_api, monkeypatch):
     # Given a task paused at 10:02:30
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, paused=True)
 
     # When the owner resumes it at 10:21:00
@@ -651,7 +653,7 @@ def test_update_scheduled_task_resume_puts_it_back_with_fresh_next_run(call_api,
 
 def test_update_scheduled_task_schedule_change_recomputes_next_run(call_api):
     # Given a yearly task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, schedule=YEARLY)
     assert task["next_run_at"] == "2091-01-01T00:00:00.000Z"
 
@@ -666,7 +668,7 @@ def test_update_scheduled_task_schedule_change_recomputes_next_run(call_api):
 
 def test_update_scheduled_task_timezone_change_recomputes_next_run(call_api):
     # Given a daily 09:00 task in UTC (next run tomorrow, the clock being 10:02:30 UTC)
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, schedule="0 9 * * *")
     assert task["next_run_at"] == "2090-01-02T09:00:00.000Z"
 
@@ -679,7 +681,7 @@ def test_update_scheduled_task_timezone_change_recomputes_next_run(call_api):
 
 def test_update_scheduled_task_name_change_keeps_next_run(call_api, monkeypatch):
     # Given a task due at 10:05
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When only its name changes, later on
@@ -693,7 +695,7 @@ def test_update_scheduled_task_name_change_keeps_next_run(call_api, monkeypatch)
 
 def test_update_scheduled_task_refuses_bad_schedule_with_422(call_api):
     # Given a task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner sets an invalid schedule
@@ -706,7 +708,7 @@ def test_update_scheduled_task_refuses_bad_schedule_with_422(call_api):
 
 def test_update_scheduled_task_url_change_frees_old_url(call_api):
     # Given a task whose URL changes
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, url="https://hooks.example.com/old")
     moved = on_task(
         call_api, "update", task["id"], user, body={"url": "https://hooks.example.com/new"}
@@ -722,7 +724,7 @@ def test_update_scheduled_task_url_change_frees_old_url(call_api):
 
 def test_update_scheduled_task_url_change_claims_new_url(call_api):
     # Given a task moved to a new URL
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, url="https://hooks.example.com/old")
     on_task(call_api, "update", task["id"], user, body={"url": "https://hooks.example.com/new"})
 
@@ -736,7 +738,7 @@ def test_update_scheduled_task_url_change_claims_new_url(call_api):
 
 def test_update_scheduled_task_refuses_url_of_my_other_task_with_409(call_api):
     # Given two tasks of one user
-    user = new_user()
+    user = new_principal()
     first = created(call_api, user, url="https://hooks.example.com/a")
     second = created(call_api, user, url="https://hooks.example.com/b")
 
@@ -754,7 +756,7 @@ def test_update_scheduled_task_refuses_url_of_my_other_task_with_409(call_api):
 
 def test_update_scheduled_task_refuses_unsafe_url_with_422(call_api):
     # Given a task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner points it at the cloud metadata address
@@ -770,7 +772,7 @@ def test_update_scheduled_task_refuses_unsafe_url_with_422(call_api):
 
 def test_update_scheduled_task_body_null_clears_body(call_api):
     # Given a task with a JSON body
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, body={"report": "daily"})
     assert task["body"] == {"report": "daily"}
 
@@ -786,7 +788,7 @@ def test_update_scheduled_task_body_null_clears_body(call_api):
 
 def test_update_scheduled_task_without_body_field_keeps_body(call_api):
     # Given a task with a JSON body
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, body={"report": "daily"})
 
     # When the owner changes only the name
@@ -798,7 +800,7 @@ def test_update_scheduled_task_without_body_field_keeps_body(call_api):
 
 def test_update_scheduled_task_refuses_get_method_while_body_set_with_422(call_api):
     # Given a POST task with a body
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, body={"report": "daily"})
 
     # When the owner switches the method to GET without removing the body
@@ -811,7 +813,7 @@ def test_update_scheduled_task_refuses_get_method_while_body_set_with_422(call_a
 
 def test_update_scheduled_task_refuses_unknown_field_with_422(call_api):
     # Given a task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner sends a field the API does not know
@@ -823,7 +825,7 @@ def test_update_scheduled_task_refuses_unknown_field_with_422(call_api):
 
 def test_update_scheduled_task_renames_task_whose_schedule_has_ended(call_api, monkeypatch):
     # Given a task whose only run (31 December 2090, 12:00 UTC) was handed out by the tick
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, schedule="cron(0 12 31 12 ? 2090)")
     last = datetime(2090, 12, 31, 12, 0, tzinfo=UTC)
     assert scheduler.enqueue_due_tasks(now=last).advanced == 1
@@ -860,7 +862,7 @@ def test_service_update_task_keeps_stored_schedule_under_stricter_limit(configur
 
 def test_delete_scheduled_task_answers_204_and_task_is_gone(call_api):
     # Given a task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner deletes it
@@ -874,7 +876,7 @@ def test_delete_scheduled_task_answers_204_and_task_is_gone(call_api):
 
 def test_delete_scheduled_task_frees_its_url(call_api):
     # Given a deleted task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, url="https://hooks.example.com/reuse")
     on_task(call_api, "delete", task["id"], user)
 
@@ -887,7 +889,7 @@ def test_delete_scheduled_task_frees_its_url(call_api):
 
 def test_delete_scheduled_task_twice_answers_404(call_api):
     # Given a deleted task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
     on_task(call_api, "delete", task["id"], user)
 
@@ -903,7 +905,7 @@ def test_delete_scheduled_task_twice_answers_404(call_api):
 
 def test_run_scheduled_task_answers_202_and_queues_one_manual_run(call_api):
     # Given a task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner runs it now
@@ -919,7 +921,7 @@ def test_run_scheduled_task_answers_202_and_queues_one_manual_run(call_api):
 
 def test_run_scheduled_task_queues_paused_task_too(call_api):
     # Given a paused task
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user, paused=True)
 
     # When the owner runs it now
@@ -936,7 +938,7 @@ def test_run_scheduled_task_queues_paused_task_too(call_api):
 
 def test_rotate_task_secret_answers_new_secret_and_stores_it(call_api):
     # Given a task and the secret shown at creation
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner rotates the secret
@@ -957,7 +959,7 @@ def test_rotate_task_secret_answers_new_secret_and_stores_it(call_api):
 
 def test_list_task_runs_answers_empty_page_for_new_task(call_api):
     # Given a task that never ran
-    user = new_user()
+    user = new_principal()
     task = created(call_api, user)
 
     # When the owner reads its run log
@@ -970,7 +972,7 @@ def test_list_task_runs_answers_empty_page_for_new_task(call_api):
 
 def test_list_task_runs_refuses_cursor_of_another_task_with_400(call_api):
     # Given two tasks of one user, the first with two logged runs
-    user = new_user()
+    user = new_principal()
     first, second = created(call_api, user), created(call_api, user)
     for attempt in (1, 2):
         RunModel(
