@@ -138,11 +138,8 @@ def test_expired_reading_is_swept_archived_and_downloadable(
         },
     }
     lam = aws("lambda")
-    (function,) = [
-        f["FunctionName"]
-        for f in lam.list_functions()["Functions"]
-        if "ArchiveTelemetryFunction" in f["FunctionName"]
-    ]
+    # Functions are named kumo-<stage>-<directory> (infra/stacks.py).
+    function = f"kumo-{endpoints['stage']}-archive_telemetry"
     answer = lam.invoke(FunctionName=function, Payload=json.dumps({"Records": [record]}).encode())
     assert "FunctionError" not in answer, answer["Payload"].read()
     assert json.loads(answer["Payload"].read()) == {"batchItemFailures": []}
