@@ -83,7 +83,7 @@ MAX_PAGES = 10  # per latency poll
 CONNECT_SECONDS = 15
 # All stored later than this after the last publish: ingestion did not keep up with the rate.
 BACKLOG_SECONDS = 5.0
-INGEST_FUNCTION = "IngestTelemetryFunction"
+INGEST_FUNCTION = "ingest_telemetry"  # deployed as kumo-<stage>-ingest_telemetry
 
 
 # --- the API -------------------------------------------------------------------------------
@@ -343,12 +343,14 @@ class Invocation:
     cold: bool
 
 
-def function_named(lambda_client: Any, logical_id: str) -> dict[str, Any]:
+def function_named(lambda_client: Any, directory: str) -> dict[str, Any]:
+    """The function deployed from functions/<context>/<directory> (kumo-<stage>-<directory>)."""
     for page in lambda_client.get_paginator("list_functions").paginate():
         for function in page["Functions"]:
-            if function["FunctionName"].startswith(f"kumo-{logical_id}-"):
+            name = str(function["FunctionName"])
+            if name.startswith("kumo-") and name.endswith(f"-{directory}"):
                 return dict(function)
-    raise BenchError(f"no deployed function {logical_id}; run `make up` first")
+    raise BenchError(f"no deployed function {directory}; run `make up` first")
 
 
 def invocations(logs: Any, function_name: str, start_ms: int, end_ms: int) -> list[Invocation]:

@@ -38,44 +38,40 @@ def _configure(endpoints: dict[str, Any]) -> None:
     gateway = endpoints["gateway"]
     if urlsplit(gateway).hostname not in ("127.0.0.1", "localhost"):
         raise BenchError(f"refusing a non-loopback engine: {gateway}")
-    stage, queues = endpoints["stage"], f"{gateway}/000000000000/kumo-{endpoints['stage']}"
+    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+    from infra.environment import environment_for
+
     os.environ.update(
         AWS_ENDPOINT_URL=gateway,
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",  # noqa: S106 (the local engine's dummy key)
         AWS_DEFAULT_REGION=endpoints["region"],
-        KUMO_STAGE=stage,
-        IDENTITY_TABLE=f"kumo-{stage}-identity",
-        ORGS_TABLE=f"kumo-{stage}-orgs",
-        TASKS_TABLE=f"kumo-{stage}-tasks",
-        DEVICES_TABLE=f"kumo-{stage}-devices",
-        TELEMETRY_TABLE=f"kumo-{stage}-telemetry",
-        ALERTS_TABLE=f"kumo-{stage}-alerts",
-        DATA_BUCKET=f"kumo-{stage}-data-000000000000",
-        CONNECTIONS_TABLE=f"kumo-{stage}-connections",
-        WEBSOCKET_MANAGEMENT_URL=endpoints["websocket"].replace("ws://", "http://", 1),
-        EVENT_BUS_NAME=f"kumo-{stage}",
-        MAIL_QUEUE_URL=f"{queues}-mail",
-        MAIL_DLQ_URL=f"{queues}-mail-dlq",
-        WEBHOOK_QUEUE_URL=f"{queues}-webhooks",
-        WEBHOOK_DLQ_URL=f"{queues}-webhooks-dlq",
-        CONFIG_SHADOW_QUEUE_URL=f"{queues}-config-shadow",
-        EXPORT_QUEUE_URL=f"{queues}-exports",
-        MAIL_SENDER="bench@kumo.local",
-        CURSOR_KEY_SECRET_ID=f"kumo-{stage}-cursor-keys",
-        APP_URL=gateway,
-        POWERTOOLS_LOG_LEVEL="WARNING",
     )
-    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+    os.environ.update(
+        environment_for(
+            endpoints["stage"],
+            account="000000000000",
+            region=endpoints["region"],
+            queue_base=f"{gateway}/000000000000",
+            websocket_url=endpoints["websocket"].replace("ws://", "http://", 1),
+            overrides={
+                "MAIL_SENDER": "bench@kumo.local",
+                "APP_URL": gateway,
+                "POWERTOOLS_LOG_LEVEL": "WARNING",
+            },
+        )
+    )
 
 
-def _function_named(client: Any, logical_id: str) -> str:
+def _function_named(client: Any, directory: str) -> str:
+    """The function deployed from functions/<context>/<directory> (kumo-<stage>-<directory>)."""
     paginator = client.get_paginator("list_functions")
     for page in paginator.paginate():
         for function in page["Functions"]:
-            if function["FunctionName"].startswith(f"kumo-{logical_id}-"):
-                return str(function["FunctionName"])
-    raise BenchError(f"no deployed function {logical_id}; run `make up` first")
+            name = str(function["FunctionName"])
+            if name.startswith("kumo-") and name.endswith(f"-{directory}"):
+                return name
+    raise BenchError(f"no deployed function {directory}; run `make up` first")
 
 
 def _seed(count: int, receiver_base: str, owner: str) -> list[str]:
@@ -140,9 +136,9 @@ def run(tasks: int, receiver_delay_ms: int, endpoints_path: Path) -> None:
 
     lambda_client = boto3.client("lambda")
     events = boto3.client("events")
-    scheduler = _function_named(lambda_client, "SchedulerFunction")
+    scheduler = _function_named(lambda_client, "scheduler")
     rules = [r["Name"] for r in events.list_rules()["Rules"] if "SchedulerFunction" in r["Name"]]
-    worker = _function_named(lambda_client, "WebhookWorkerFunction")
+    worker = _function_named(lambda_client, "webhook_worker")
     mappings = [
         m["UUID"]
         for m in lambda_client.list_event_source_mappings(FunctionName=worker)[

@@ -11,10 +11,12 @@ is to be limited to; today it prints the lists so they can be reviewed.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "layers" / "common"
@@ -117,3 +119,84 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- the values, for a stage outside Lambda ------------------------------------------------
+
+_NAMES = {
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::Events::EventBus": "Name",
+    "AWS::SecretsManager::Secret": "Name",
+}
+
+
+def catalogue() -> dict[str, Any]:
+    """Every variable the template sets: the Globals catalogue, then those given per function."""
+    from infra.template import template
+
+    data = template()
+    variables: dict[str, Any] = dict(data["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in data["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            own = resource["Properties"].get("Environment", {}).get("Variables", {})
+            for key, value in own.items():
+                variables.setdefault(key, value)
+    return variables
+
+
+def environment_for(
+    stage: str,
+    *,
+    account: str,
+    region: str = "us-east-1",
+    queue_base: str | None = None,
+    websocket_url: str = "",
+    overrides: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Every variable of the template with the value it has in `stage`: for the unit tests
+    (moto), the OpenAPI build, the seed and the benches, which run Kumo's code outside Lambda.
+    Queue URLs are `<queue_base>/<name>` (AWS's form by default); the WebSocket management
+    URL, which the template derives from the deployed API, is given."""
+    from infra.template import template
+
+    data = template()
+    resources: dict[str, Any] = data["Resources"]
+    values = {
+        name: str(parameter.get("Default", "")) for name, parameter in data["Parameters"].items()
+    }
+    values.update(
+        {
+            "Stage": stage,
+            "AWS::Region": region,
+            "AWS::AccountId": account,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+    )
+    base = queue_base or f"https://sqs.{region}.amazonaws.com/{account}"
+
+    def ref(name: str) -> str:
+        if name in values:
+            return values[name]
+        resource = resources[name]
+        value = evaluate(resource["Properties"][_NAMES[resource["Type"]]])
+        return f"{base}/{value}" if resource["Type"] == "AWS::SQS::Queue" else value
+
+    def evaluate(node: Any) -> str:
+        if isinstance(node, str | int | float):
+            return str(node)
+        if "Ref" in node:
+            return ref(node["Ref"])
+        if "Fn::Sub" in node:
+            return re.sub(r"\$\{([^}]+)\}", lambda match: ref(match.group(1)), node["Fn::Sub"])
+        if "Fn::GetAtt" in node and node["Fn::GetAtt"][1] == "QueueName":
+            return evaluate(resources[node["Fn::GetAtt"][0]]["Properties"]["QueueName"])
+        if "Fn::If" in node:
+            return websocket_url  # the only condition: where the management API is reached
+        raise ValueError(f"no local value for {node}")
+
+    environment = {key: evaluate(value) for key, value in catalogue().items()}
+    environment.update(overrides or {})
+    return environment

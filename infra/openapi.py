@@ -26,6 +26,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 
+from infra.environment import environment_for
 from infra.template import template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,29 +41,11 @@ ACCESS_COOKIE = "kumo_access"
 
 # Importing a handler reads settings; the values only need to exist, nothing is called.
 DUMMY_ENVIRONMENT = {
-    "KUMO_STAGE": "openapi",
-    "IDENTITY_TABLE": "kumo-openapi-identity",
-    "ORGS_TABLE": "kumo-openapi-orgs",
-    "TASKS_TABLE": "kumo-openapi-tasks",
-    "DEVICES_TABLE": "kumo-openapi-devices",
-    "TELEMETRY_TABLE": "kumo-openapi-telemetry",
-    "ALERTS_TABLE": "kumo-openapi-alerts",
-    "DATA_BUCKET": "kumo-openapi-data",
-    "CONNECTIONS_TABLE": "kumo-openapi-connections",
-    "WEBSOCKET_MANAGEMENT_URL": "https://ws.execute-api.us-east-1.amazonaws.com/openapi",
-    "EVENT_BUS_NAME": "kumo-openapi",
-    "MAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail",
-    "MAIL_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-mail-dlq",
-    "WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-webhooks",
-    "WEBHOOK_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-webhooks-dlq",
-    "CONFIG_SHADOW_QUEUE_URL": (
-        "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-config-shadow"
+    **environment_for(
+        "openapi",
+        account="123456789012",
+        websocket_url="https://ws.execute-api.us-east-1.amazonaws.com/openapi",
     ),
-    "EXPORT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-openapi-exports",
-    "MAIL_SENDER": "no-reply@kumo.example",
-    "JWT_KEY_SECRET_ID": "kumo-openapi-jwt-keys",
-    "CURSOR_KEY_SECRET_ID": "kumo-openapi-cursor-keys",
-    "APP_URL": "http://localhost:8080",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 

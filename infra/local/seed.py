@@ -25,7 +25,7 @@ DEMO_DEVICES = (("Greenhouse sensor", "climate-sensor"), ("Freezer probe", "temp
 
 
 def seed(stack: Stack) -> dict[str, Any]:
-    from infra.keys import secret_name
+    from infra.environment import environment_for
     from infra.local.stack import MAIL_SENDER, ROOT, STAGE, stack_outputs
 
     credentials = stack.state_dir / "demo-credentials.json"
@@ -35,30 +35,17 @@ def seed(stack: Stack) -> dict[str, Any]:
         credentials.chmod(0o600)
     websocket_api = (stack_outputs(stack) or {}).get("WebSocketApiId", "")
     env = stack.aws_env()
-    queue_url = f"{stack.gateway}/000000000000/kumo-{STAGE}-mail"
+    # The variables the functions get, with the values they have on the engine.
     env.update(
-        KUMO_STAGE=STAGE,
-        IDENTITY_TABLE=f"kumo-{STAGE}-identity",
-        ORGS_TABLE=f"kumo-{STAGE}-orgs",
-        TASKS_TABLE=f"kumo-{STAGE}-tasks",
-        DEVICES_TABLE=f"kumo-{STAGE}-devices",
-        TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
-        ALERTS_TABLE=f"kumo-{STAGE}-alerts",
-        DATA_BUCKET=f"kumo-{STAGE}-data-000000000000",
-        CONNECTIONS_TABLE=f"kumo-{STAGE}-connections",
-        WEBSOCKET_MANAGEMENT_URL=f"{stack.gateway}/_aws/execute-api/{websocket_api}/{STAGE}",
-        EVENT_BUS_NAME=f"kumo-{STAGE}",
-        MAIL_QUEUE_URL=queue_url,
-        MAIL_DLQ_URL=f"{queue_url}-dlq",
-        WEBHOOK_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks",
-        WEBHOOK_DLQ_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-webhooks-dlq",
-        CONFIG_SHADOW_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-config-shadow",
-        EXPORT_QUEUE_URL=f"{stack.gateway}/000000000000/kumo-{STAGE}-exports",
-        MAIL_SENDER=MAIL_SENDER,
-        # Listing the demo devices pages with cursors: the key comes from the engine's
-        # Secrets Manager, as in the functions.
-        CURSOR_KEY_SECRET_ID=secret_name(STAGE, "cursor"),
-        APP_URL=stack.gateway,
+        environment_for(
+            STAGE,
+            account="000000000000",
+            queue_base=f"{stack.gateway}/000000000000",
+            websocket_url=f"{stack.gateway}/_aws/execute-api/{websocket_api}/{STAGE}",
+            overrides={"MAIL_SENDER": MAIL_SENDER, "APP_URL": stack.gateway},
+        )
+    )
+    env.update(
         KUMO_SEED_CREDENTIALS=str(credentials),
         KUMO_SEED_DEVICES=str(stack.state_dir / "demo-devices.json"),
         PYTHONPATH=os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),

@@ -19,7 +19,10 @@ QUEUE_BASE = "https://sqs.us-east-1.amazonaws.com/123456789012"
 QUEUE_URL = f"{QUEUE_BASE}/kumo-test-mail"
 WEBHOOK_QUEUE_URL = f"{QUEUE_BASE}/kumo-test-webhooks"
 
-# Settings are read once at import, so the environment is set before any kumo import.
+# Settings are read once at import, so the environment is set before any kumo import; its
+# values come from the template, as every environment outside Lambda does (infra.environment).
+from infra.environment import environment_for  # noqa: E402
+
 for _key in [k for k in os.environ if k.startswith("AWS_")]:
     del os.environ[_key]
 os.environ.update(
@@ -27,30 +30,19 @@ os.environ.update(
     AWS_SECRET_ACCESS_KEY="testing",
     AWS_DEFAULT_REGION="us-east-1",
     AWS_REGION="us-east-1",
-    KUMO_STAGE=STAGE,
-    IDENTITY_TABLE=f"kumo-{STAGE}-identity",
-    ORGS_TABLE=f"kumo-{STAGE}-orgs",
-    TASKS_TABLE=f"kumo-{STAGE}-tasks",
-    DEVICES_TABLE=f"kumo-{STAGE}-devices",
-    TELEMETRY_TABLE=f"kumo-{STAGE}-telemetry",
-    ALERTS_TABLE=f"kumo-{STAGE}-alerts",
-    DATA_BUCKET=f"kumo-{STAGE}-data-123456789012",
-    CONNECTIONS_TABLE=f"kumo-{STAGE}-connections",
-    WEBSOCKET_MANAGEMENT_URL="https://ws.execute-api.us-east-1.amazonaws.com/test",
-    EVENT_BUS_NAME=f"kumo-{STAGE}",
-    MAIL_QUEUE_URL=QUEUE_URL,
-    MAIL_DLQ_URL=f"{QUEUE_BASE}/kumo-test-mail-dlq",
-    WEBHOOK_QUEUE_URL=WEBHOOK_QUEUE_URL,
-    WEBHOOK_DLQ_URL=f"{QUEUE_BASE}/kumo-test-webhooks-dlq",
-    CONFIG_SHADOW_QUEUE_URL=f"{QUEUE_BASE}/kumo-test-config-shadow",
-    EXPORT_QUEUE_URL=f"{QUEUE_BASE}/kumo-test-exports",
-    WEBHOOK_BACKOFF_SECONDS="2",
-    MAIL_SENDER="no-reply@kumo.test",
-    JWT_KEY_SECRET_ID=f"kumo-{STAGE}-jwt-keys",
-    CURSOR_KEY_SECRET_ID=f"kumo-{STAGE}-cursor-keys",
-    APP_URL="https://app.kumo.test",
-    POWERTOOLS_SERVICE_NAME="kumo",
-    POWERTOOLS_LOG_LEVEL="WARNING",
+)
+os.environ.update(
+    environment_for(
+        STAGE,
+        account="123456789012",  # moto's
+        websocket_url="https://ws.execute-api.us-east-1.amazonaws.com/test",
+        overrides={
+            "WEBHOOK_BACKOFF_SECONDS": "2",
+            "MAIL_SENDER": "no-reply@kumo.test",
+            "APP_URL": "https://app.kumo.test",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        },
+    )
 )
 
 from tests.support.aws import MotoAccount, take_stray_requests  # noqa: E402

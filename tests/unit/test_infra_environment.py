@@ -36,3 +36,19 @@ def test_webhook_worker_never_reads_the_signing_key():
 
 def test_liveness_reads_no_setting():
     assert variables_of(FUNCTIONS / "core" / "liveness" / "app.py") == []
+
+
+def test_one_place_gives_every_setting_a_value_outside_lambda() -> None:
+    from kumo.core.config import variables
+
+    from infra.environment import environment_for
+
+    environment = environment_for("x", account="123456789012", websocket_url="https://ws")
+    required = {env.variable for env in variables().values() if env.default is None}
+    assert required <= set(environment), sorted(required - set(environment))
+    assert environment["MAIL_QUEUE_URL"] == (
+        "https://sqs.us-east-1.amazonaws.com/123456789012/kumo-x-mail"
+    )
+    assert environment["DATA_BUCKET"] == "kumo-x-data-123456789012"
+    local = environment_for("x", account="0", queue_base="http://127.0.0.1:4566/0")
+    assert local["WEBHOOK_DLQ_URL"] == "http://127.0.0.1:4566/0/kumo-x-webhooks-dlq"
