@@ -417,6 +417,24 @@ def excess(logical_id: str, function: dict[str, Any], resources: dict[str, Any])
     return problems
 
 
+def missing_tables(
+    logical_id: str, function: dict[str, Any], resources: dict[str, Any]
+) -> list[str]:
+    """Tables this function's code uses that its Policies do not grant as it uses them: what
+    the local engine, which does not enforce IAM, would let through and AWS would deny."""
+    needs = access_of(function_path(function["Properties"]["CodeUri"]))
+    held: dict[str, Level] = {}
+    for grant in grants_of(function, resources):
+        if grant.level == "write" or grant.resource not in held:
+            held[grant.resource] = grant.level
+    return [
+        f"{logical_id}: its code {level}s {table}, which its Policies "
+        + ("do not grant" if table not in held else "grant read-only")
+        for table, level in needs.items()
+        if table in table_owners() and held.get(table) != "write" and level != held.get(table)
+    ]
+
+
 def function_path(code_uri: str) -> Path:
     return FUNCTIONS.parent / code_uri.rstrip("/") / "app.py"
 

@@ -16,6 +16,7 @@ from infra.access import (
     excess,
     function_path,
     grants_of,
+    missing_tables,
     table_owners,
 )
 from infra.environment import FUNCTIONS, handlers
@@ -96,6 +97,21 @@ def test_no_function_holds_a_permission_its_code_does_not_use():
     ]
 
     # Then none grants a resource it never uses, or writes to one it only reads
+    assert not problems, "\n".join(problems)
+
+
+def test_every_table_a_function_uses_is_granted_as_it_uses_it():
+    # Given every function in the template (the local engine does not enforce IAM)
+    resources = template()["Resources"]
+
+    # When the tables its code reads and writes are compared with its Policies
+    problems = [
+        problem
+        for name, function in _functions().items()
+        for problem in missing_tables(name, function, resources)
+    ]
+
+    # Then each is granted, for writing where the code writes
     assert not problems, "\n".join(problems)
 
 
