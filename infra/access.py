@@ -349,7 +349,9 @@ def _named_resources(value: object) -> set[str]:
     """Logical ids (or parameters) a template value refers to: Ref, GetAtt, ${X} in Sub."""
     found: set[str] = set()
     if isinstance(value, dict):
-        for key, inner in value.items():
+        for tag, inner in value.items():
+            # `!GetAtt` reads as {"GetAtt": "A.B"} or {"Fn::GetAtt": ["A", "B"]}, by loader.
+            key = tag.removeprefix("Fn::")
             if key == "Ref" and isinstance(inner, str):
                 found.add(inner)
             elif key == "GetAtt":

@@ -187,7 +187,8 @@ def test_resource_variables_name_the_resources_the_template_gives_them():
 def _refs(value: Any) -> list[str]:
     if isinstance(value, dict):
         found = []
-        for key, inner in value.items():
+        for tag, inner in value.items():
+            key = tag.removeprefix("Fn::")
             if key == "Ref":
                 found.append(inner)
             elif key == "Sub":
@@ -199,6 +200,26 @@ def _refs(value: Any) -> list[str]:
     if isinstance(value, list):
         return [ref for inner in value for ref in _refs(inner)]
     return []
+
+
+def test_grants_read_both_spellings_of_the_short_tags():
+    # Given one policy as each YAML loader may read `!GetAtt MailQueue.QueueName`
+    short = {
+        "Properties": {
+            "Policies": [{"SQSSendMessagePolicy": {"QueueName": {"GetAtt": "MailQueue.QueueName"}}}]
+        }
+    }
+    long = {
+        "Properties": {
+            "Policies": [
+                {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["MailQueue", "QueueName"]}}}
+            ]
+        }
+    }
+
+    # Then both grant sending to the mail queue
+    for function in (short, long):
+        assert [(g.resource, g.level) for g in grants_of(function, {})] == [("MailQueue", "write")]
 
 
 def test_tables_belong_to_the_context_whose_models_map_them():
