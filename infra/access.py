@@ -58,6 +58,9 @@ RESOURCE_OF_VARIABLE: dict[str, str] = {
     "CONFIG_SHADOW_QUEUE_URL": "ConfigShadowQueue",
     "WEBSOCKET_MANAGEMENT_URL": "WebSocketApi",
     "MAIL_SENDER": "MailSender",
+    # Signing keys in Secrets Manager, once they are there (ADR 21).
+    "JWT_KEY_SECRET_ID": "JwtSigningKeys",
+    "CURSOR_KEY_SECRET_ID": "CursorSigningKeys",
 }
 
 # Calls that change a resource: PynamoDB items, batches and transactions (`write.save(...)`
@@ -331,6 +334,7 @@ POLICY_LEVELS: dict[str, Level] = {
     "S3CrudPolicy": "write",
     "EventBridgePutEventsPolicy": "write",
     "SESCrudPolicy": "write",
+    "AWSSecretsManagerGetSecretValuePolicy": "read",
 }
 # Verbs of IAM actions that only read; any other action in a statement writes.
 _READ_VERBS = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Receive", "ConditionCheck")
