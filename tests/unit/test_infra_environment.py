@@ -52,3 +52,32 @@ def test_one_place_gives_every_setting_a_value_outside_lambda() -> None:
     assert environment["DATA_BUCKET"] == "kumo-x-data-123456789012"
     local = environment_for("x", account="0", queue_base="http://127.0.0.1:4566/0")
     assert local["WEBHOOK_DLQ_URL"] == "http://127.0.0.1:4566/0/kumo-x-webhooks-dlq"
+
+
+def test_only_functions_that_push_to_websockets_read_the_management_url():
+    # Given every function
+    pushing = {
+        handler.parent.relative_to(FUNCTIONS).as_posix()
+        for handler in handlers()
+        if "WEBSOCKET_MANAGEMENT_URL" in variables_of(handler)
+    }
+
+    # Then those that post to connections (fanout, replies on the socket), and no others:
+    # not $connect or $disconnect, not the alert reads
+    assert pushing == {
+        "alerts/delete_alert_rule",
+        "alerts/update_alert_rule",
+        "devices/device_post_readings",
+        "devices/ingest_telemetry",
+        "devices/mark_offline",
+        "realtime/ws_default",
+        "realtime/ws_subscribe",
+        "realtime/ws_unsubscribe",
+    }
+
+
+def test_the_mailer_reads_no_webhook_or_websocket_setting():
+    variables = variables_of(FUNCTIONS / "tasks" / "mailer" / "app.py")
+
+    assert "MAIL_SENDER" in variables
+    assert not {"WEBSOCKET_MANAGEMENT_URL", "JWT_SECRET"} & set(variables)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from kumo.core import aws, clock
+from kumo.core import clock
 from kumo.core.config import get_settings
 from kumo.core.ids import new_id
 from kumo.devices import service as devices
@@ -39,9 +39,9 @@ T0 = 1_714_564_800_000
 @pytest.fixture(autouse=True)
 def fresh_client() -> Iterator[None]:
     """The management client is cached per container; each test gets its own under moto."""
-    aws.websocket.cache_clear()
+    fanout.management_client.cache_clear()
     yield
-    aws.websocket.cache_clear()
+    fanout.management_client.cache_clear()
 
 
 def sent(connection_id: str) -> list[dict[str, Any]]:
@@ -528,7 +528,7 @@ def test_a_device_going_offline_reaches_status_subscribers(load_event, ws, world
 def test_a_gone_connection_is_removed_and_the_others_still_served(load_event, ws, world):
     _subscribe(load_event, ws, "alive", world.owner, subscribe_device(world.device_id))
     _subscribe(load_event, ws, "gone", world.owner, subscribe_device(world.device_id))
-    client = aws.websocket()
+    client = fanout.management_client()
     real_post = client.post_to_connection
     calls: list[str] = []
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from kumo.core import metrics
+from kumo.core import batch, metrics
 from kumo.devices import commands
 
 logger = Logger()
@@ -12,8 +12,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 @metrics.flushed
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> batch.PartialFailures:
     # Refused and unreadable results are dropped inside; only unexpected errors come back,
     # so SQS retries just those messages (and dead-letters them after five receives).
-    failed = commands.ingest_results(event.get("Records", []))
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+    return batch.partial_failures(commands.ingest_results(batch.records(event)))

@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from kumo.core import metrics
+from kumo.core import batch, metrics
 from kumo.devices import shadow
 
 logger = Logger()
@@ -13,8 +13,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 @metrics.flushed
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> batch.PartialFailures:
     # Refused and unreadable reports are dropped inside; only unexpected errors come back,
     # so SQS retries just those messages (and dead-letters them after five receives).
-    failed = shadow.ingest_reports(event.get("Records", []))
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+    return batch.partial_failures(shadow.ingest_reports(batch.records(event)))

@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from kumo.core import metrics
+from kumo.core import batch, metrics
 from kumo.devices import shadow
 
 logger = Logger()
@@ -13,7 +13,6 @@ logger = Logger()
 
 @logger.inject_lambda_context
 @metrics.flushed
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> batch.PartialFailures:
     # Each message names a device only; the shadow is written from the table as it is now.
-    failed = shadow.retry_batch(event.get("Records", []))
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+    return batch.partial_failures(shadow.retry_batch(batch.records(event)))

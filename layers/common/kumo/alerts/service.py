@@ -4,7 +4,8 @@ Roles: a viewer reads, a member acknowledges, an admin manages rules. Tenant iso
 caller's membership of the rule's or alert's org is loaded first, and a rule or alert of an
 org the caller is not in answers the same 404 as one that does not exist. The per-org rule
 limit is a condition in the create and delete transactions (as in kumo.tasks.scheduled).
-Evaluation on ingestion lives in kumo.alerts.evaluate.
+Evaluation on ingestion lives in kumo.alerts.evaluate; changing and deleting a rule, which
+resolves its open alerts, in kumo.alerts.rule_changes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import json
 from typing import Any, Literal, cast
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from kumo.alerts.errors import AlertNotOpen, AlertRuleLimitReached
-from kumo.alerts.evaluate import close_rule_states
 from kumo.alerts.models import (
     ALERT_PREFIX,
     LOOKUP,
@@ -40,11 +40,10 @@ from kumo.alerts.schemas import (
     Channels,
     ChannelsOut,
     CreateAlertRuleRequest,
-    UpdateAlertRuleRequest,
 )
 from kumo.core import clock, dynamo
 from kumo.core.config import get_settings
-from kumo.core.errors import BadRequest, Conflict, KumoError, NotFound, invalid
+from kumo.core.errors import BadRequest, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices import service as devices
@@ -53,15 +52,13 @@ from kumo.orgs.service import require_org_role
 
 logger = Logger(child=True)
 
-_CHANGED = "The alert rule changed meanwhile; try again."
+CHANGED = "The alert rule changed meanwhile; try again."
 
-_NO_RULE = "No such alert rule."
+NO_RULE = "No such alert rule."
 _NO_ALERT = "No such alert."
 # A change of one of these (or of `enabled`) makes the rule judge differently: its open
 # alerts are resolved and evaluation starts again.
-_CONDITION_FIELDS = frozenset(
-    {"metric", "comparison", "threshold", "duration_seconds", "device_id"}
-)
+CONDITION_FIELDS = frozenset({"metric", "comparison", "threshold", "duration_seconds", "device_id"})
 
 
 def _org_of(lookup_key: str) -> str | None:
@@ -94,7 +91,7 @@ def _paged(cursor: str | None, *, attribute: str, partition: str, prefix: str | 
 # --- rules --------------------------------------------------------------------------------
 
 
-def _check_device(user_id: str, org_id: str, device_id: str) -> None:
+def check_device(user_id: str, org_id: str, device_id: str) -> None:
     """The rule's device must be one of the org's; the caller learns no more than that."""
     try:
         device = devices.get_device_for(user_id, device_id, "viewer")
@@ -104,7 +101,7 @@ def _check_device(user_id: str, org_id: str, device_id: str) -> None:
         raise invalid("device_id", "No such device in this organization.")
 
 
-def _channels_json(channels: Channels) -> str:
+def channels_json(channels: Channels) -> str:
     email: Any = channels.email
     if isinstance(email, list):
         email = list(dict.fromkeys(email))  # the same address once, in the order given
@@ -114,18 +111,18 @@ def _channels_json(channels: Channels) -> str:
 def get_rule_for(user_id: str, rule_id: str, minimum_role: OrgRole) -> AlertRuleModel:
     org_id = _org_of(rule_lookup_key(rule_id)) if is_id(rule_id) else None
     if org_id is None:
-        raise NotFound(_NO_RULE)
-    _member_or_not_found(org_id, user_id, minimum_role, _NO_RULE)
+        raise NotFound(NO_RULE)
+    _member_or_not_found(org_id, user_id, minimum_role, NO_RULE)
     try:
         return AlertRuleModel.get(org_key(org_id), rule_sort_key(rule_id), consistent_read=True)
     except DoesNotExist as error:
-        raise NotFound(_NO_RULE) from error
+        raise NotFound(NO_RULE) from error
 
 
 def create_rule(*, user_id: str, request: CreateAlertRuleRequest) -> AlertRuleModel:
     require_org_role(request.org_id, user_id, "admin")
     if request.device_id is not None:
-        _check_device(user_id, request.org_id, request.device_id)
+        check_device(user_id, request.org_id, request.device_id)
     rule_id, now = new_id(), clock.utc_iso()
     rule = AlertRuleModel(
         org_key(request.org_id),
@@ -139,7 +136,7 @@ def create_rule(*, user_id: str, request: CreateAlertRuleRequest) -> AlertRuleMo
         duration_seconds=request.duration_seconds,
         device_id=request.device_id,
         severity=request.severity,
-        channels_json=_channels_json(request.channels),
+        channels_json=channels_json(request.channels),
         enabled=request.enabled,
         revision=1,
         created_by=user_id,
@@ -153,7 +150,7 @@ def create_rule(*, user_id: str, request: CreateAlertRuleRequest) -> AlertRuleMo
             f"This organization has reached its limit of {limit} alert rules.", limit=limit
         )
 
-    with dynamo.transaction(explain, changed=_CHANGED) as transaction:
+    with dynamo.transaction(explain, changed=CHANGED) as transaction:
         transaction.save(rule, condition=AlertRuleModel.pk.does_not_exist())
         transaction.save(
             LookupModel(rule_lookup_key(rule_id), LOOKUP, org_id=request.org_id),
@@ -184,52 +181,6 @@ def list_rules(
     )
     rules = list(results)
     return rules, encode_cursor(results.last_evaluated_key)
-
-
-def update_rule(*, user_id: str, rule_id: str, request: UpdateAlertRuleRequest) -> AlertRuleModel:
-    rule = get_rule_for(user_id, rule_id, "admin")
-    sent = request.model_fields_set
-    for field in sent - {"device_id", "channels"}:
-        value = getattr(request, field)
-        if value is None:
-            raise invalid(field, f"{field} cannot be null.")
-    if "device_id" in sent and request.device_id is not None:
-        _check_device(user_id, rule.org_id, request.device_id)
-    before = {field: getattr(rule, field) for field in (*_CONDITION_FIELDS, "enabled")}
-    for field in sent - {"channels"}:
-        setattr(rule, field, getattr(request, field))
-    if "channels" in sent:
-        rule.channels_json = _channels_json(request.channels or Channels())
-    changed = any(getattr(rule, field) != value for field, value in before.items())
-    if changed:
-        rule.revision = int(rule.revision) + 1
-    previous_updated_at, rule.updated_at = rule.updated_at, clock.utc_iso()
-    try:
-        # Guarded by updated_at: a concurrent edit makes this one fail rather than vanish.
-        rule.save(condition=AlertRuleModel.updated_at == previous_updated_at)
-    except PutError as error:
-        if error.cause_response_code != "ConditionalCheckFailedException":
-            raise
-        raise Conflict("The alert rule changed meanwhile; try again.") from error
-    logger.info("alert rule updated", rule_id=rule_id, fields=sorted(sent))
-    if changed:
-        reason = "rule_changed" if rule.enabled else "rule_disabled"
-        close_rule_states(rule.org_id, rule_id, keep_revision=int(rule.revision), reason=reason)
-    return rule
-
-
-def delete_rule(*, user_id: str, rule_id: str) -> None:
-    """The rule's open alerts are resolved; alerts stay as history until their TTL."""
-    rule = get_rule_for(user_id, rule_id, "admin")
-    with dynamo.transaction(lambda: NotFound(_NO_RULE), changed=_CHANGED) as transaction:
-        transaction.delete(rule, condition=AlertRuleModel.pk.exists())
-        transaction.delete(LookupModel(rule_lookup_key(rule_id), LOOKUP))
-        transaction.update(
-            RuleCountModel(org_key(rule.org_id), RULE_COUNT),
-            actions=[RuleCountModel.rule_count.add(-1)],
-        )
-    close_rule_states(rule.org_id, rule_id, keep_revision=None, reason="rule_deleted")
-    logger.info("alert rule deleted", rule_id=rule_id)
 
 
 def rule_out(rule: AlertRuleModel) -> AlertRuleOut:

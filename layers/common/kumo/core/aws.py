@@ -37,14 +37,3 @@ def dynamodb() -> Connection:
     from kumo.core.config import get_settings
 
     return Connection(region=get_settings().region)
-
-
-@cache
-def websocket() -> Any:
-    """API Gateway's management API for the WebSocket API: its endpoint is the API's own URL
-    on AWS and the engine's /_aws/execute-api path locally (WEBSOCKET_MANAGEMENT_URL)."""
-    from kumo.core.config import get_settings
-
-    return boto3.client(
-        "apigatewaymanagementapi", endpoint_url=get_settings().websocket_management_url
-    )

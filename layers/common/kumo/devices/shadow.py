@@ -184,26 +184,28 @@ def sync_config(device_id: str) -> None:
 
 def retry_batch(records: Iterable[dict[str, Any]]) -> list[str]:
     """One SQS batch of the config-shadow queue; answers the message ids to retry."""
-    failed: list[str] = []
-    for record in records:
-        message_id = str(record.get("messageId", ""))
-        try:
-            device_id = str(json.loads(record["body"])["device_id"])
-        except (KeyError, TypeError, ValueError):
-            logger.warning("config shadow retry dropped: unreadable", message_id=message_id)
-            continue
-        try:
-            sync_config(device_id)
-        except ClientError as error:
-            if _code(error) in _PERMANENT:
-                logger.error("config shadow refused the config", device_id=device_id)
-                continue
-            logger.exception("config shadow still not written", device_id=device_id)
-            failed.append(message_id)
-        except (BotoCoreError, ShadowBusy):
-            logger.exception("config shadow still not written", device_id=device_id)
-            failed.append(message_id)
-    return failed
+    return batch.failed_message_ids(records, _retry_one, what="config shadow retry")
+
+
+def _retry_one(record: dict[str, Any]) -> None:
+    try:
+        device_id = str(json.loads(record["body"])["device_id"])
+    except (KeyError, TypeError, ValueError):
+        logger.warning(
+            "config shadow retry dropped: unreadable", message_id=record.get("messageId")
+        )
+        return
+    try:
+        sync_config(device_id)
+    except ClientError as error:
+        if _code(error) in _PERMANENT:
+            logger.error("config shadow refused the config", device_id=device_id)
+            return
+        logger.exception("config shadow still not written", device_id=device_id)
+        raise batch.Retry from error
+    except (BotoCoreError, ShadowBusy) as error:
+        logger.exception("config shadow still not written", device_id=device_id)
+        raise batch.Retry from error
 
 
 # --- reported: shadow → Kumo -----------------------------------------------------------------

@@ -13,21 +13,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
+import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from kumo.core import aws
 from kumo.core.clock import utc_iso
-from kumo.realtime.models import (
-    ChannelMemberModel,
-    ConnectionModel,
-    channel_key,
-    connection_key,
-    device_channel,
-    org_channel,
-)
+from kumo.core.config import get_settings
+from kumo.realtime.connections import remove_connection
+from kumo.realtime.models import ChannelMemberModel, channel_key, device_channel, org_channel
 
 if TYPE_CHECKING:
     from kumo.devices.telemetry import Batch
@@ -44,33 +40,27 @@ def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
 
 
+@cache
+def management_client() -> Any:
+    """API Gateway's management API for the WebSocket API: its endpoint is the API's own URL
+    on AWS and the engine's /_aws/execute-api path locally (WEBSOCKET_MANAGEMENT_URL). Here,
+    not in kumo.core.aws, so only functions that push need the variable."""
+    return boto3.client(
+        "apigatewaymanagementapi", endpoint_url=get_settings().websocket_management_url
+    )
+
+
 def post(connection_id: str, message: dict[str, Any] | bytes, *, channel: str = "") -> bool:
     """Send one message; False, and the connection forgotten, when it is gone."""
     data = message if isinstance(message, bytes) else _encode(message)
     try:
-        aws.websocket().post_to_connection(ConnectionId=connection_id, Data=data)
+        management_client().post_to_connection(ConnectionId=connection_id, Data=data)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "GoneException":
             raise
         remove_connection(connection_id, also=channel)
         return False
     return True
-
-
-def remove_connection(connection_id: str, *, also: str = "") -> int:
-    """Delete a connection, its subscriptions and its channel memberships, plus its membership
-    of `also` (the channel that found it gone, whatever else survived); how many items."""
-    items = list(ConnectionModel.query(connection_key(connection_id)))
-    channels = {i.sk.removeprefix("SUB#") for i in items if i.sk.startswith("SUB#")}
-    if also:
-        channels.add(also)
-    with ConnectionModel.batch_write() as batch:
-        for item in items:
-            batch.delete(item)
-    with ChannelMemberModel.batch_write() as members:
-        for channel in channels:
-            members.delete(ChannelMemberModel(channel_key(channel), connection_id))
-    return len(items) + len(channels)
 
 
 def subscribers(channel: str) -> list[str]:

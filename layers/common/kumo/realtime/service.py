@@ -28,7 +28,7 @@ from kumo.core.errors import (
     field_errors,
 )
 from kumo.core.principal import Principal
-from kumo.realtime import fanout
+from kumo.realtime.connections import remove_connection
 from kumo.realtime.models import (
     CONNECTION_TTL_SECONDS,
     META,
@@ -64,7 +64,7 @@ def connect(connection_id: str, principal: Principal) -> None:
 
 
 def disconnect(connection_id: str) -> None:
-    removed = fanout.remove_connection(connection_id)
+    removed = remove_connection(connection_id)
     logger.info("websocket disconnected", connection_id=connection_id, items=removed)
 
 

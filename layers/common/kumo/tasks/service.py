@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
@@ -51,6 +51,11 @@ def enqueue_email(*, to: str, template: str, params: Mapping[str, object]) -> st
     )
     logger.info("e-mail queued", task_id=task_id, template=template)
     return task_id
+
+
+def deliver_record(record: dict[str, Any]) -> None:
+    """One message of the mail queue: {"task_id": ...}."""
+    deliver_email(json.loads(record["body"])["task_id"])
 
 
 def deliver_email(task_id: str) -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import random
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from kumo.core import aws, clock, metrics
+from kumo.core import aws, batch, clock, metrics
 from kumo.core.config import get_settings
 from kumo.tasks import webhook
 from kumo.tasks.models import (
@@ -256,23 +255,24 @@ def run_webhook(job: WebhookJob) -> Verdict:
     return "retry"
 
 
-def _attempt(record: dict[str, Any]) -> str | None:
-    """The message id if the record must come back, else None."""
+def _attempt(record: dict[str, Any]) -> None:
+    """One record; raises batch.Retry when it must come back."""
     try:
         job = job_from_record(record)
     except (KeyError, TypeError, ValueError):
         # Kumo only queues ids it wrote; a body it cannot read no retry will fix.
         logger.exception("malformed webhook message dropped", message_id=record.get("messageId"))
-        return None
+        return
     try:
-        return record["messageId"] if run_webhook(job) == "retry" else None
-    except Exception:
+        outcome = run_webhook(job)
+    except Exception as error:
         logger.exception("webhook attempt crashed", task_id=job.task_id, slot=job.slot)
-        return str(record["messageId"])
+        raise batch.Retry from error
+    if outcome == "retry":
+        raise batch.Retry
 
 
 def run_batch(records: list[dict[str, Any]]) -> list[str]:
     """Every record of an SQS batch; the message ids to retry (partial batch failures)."""
     # Calls wait on remote servers, so a batch runs them side by side.
-    with ThreadPoolExecutor(max_workers=max(1, len(records))) as pool:
-        return [message_id for message_id in pool.map(_attempt, records) if message_id]
+    return batch.failed_message_ids(records, _attempt, what="webhook attempt", parallel=True)
