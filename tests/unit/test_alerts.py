@@ -25,12 +25,12 @@ from kumo.alerts.models import (
 )
 from kumo.core import clock
 from kumo.core.ids import new_id
-from kumo.devices import ingest
 from kumo.devices import service as devices
 from kumo.devices.schemas import RegisterDeviceRequest
-from kumo.devices.telemetry import Batch, Reading
 from kumo.orgs import service as orgs
 from kumo.tasks.models import EmailTaskModel, task_key
+from kumo.telemetry import ingest
+from kumo.telemetry.contract import Batch, Reading
 
 from tests.unit.conftest import QUEUE_URL, principal_for
 

@@ -11,9 +11,9 @@ API Gateway reports gone is removed with its subscriptions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -28,9 +28,6 @@ from kumo.realtime.models import (
     device_channel,
     org_channel,
 )
-
-if TYPE_CHECKING:
-    from kumo.devices.telemetry import Batch
 
 logger = Logger(child=True)
 
@@ -110,6 +107,28 @@ def _chunks(readings: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         size += length
     if chunk:
         yield chunk
+
+
+class Reading(Protocol):
+    @property
+    def ts_ms(self) -> int: ...
+
+    @property
+    def metrics(self) -> Mapping[str, float]: ...
+
+
+class Batch(Protocol):
+    """What a push reads of telemetry's batches, declared here so realtime does not import
+    the telemetry context that calls it (docs/adr/0020)."""
+
+    @property
+    def org_id(self) -> str: ...
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def readings(self) -> Sequence[Reading]: ...
 
 
 def publish_readings(batches: Sequence[Batch]) -> int:
