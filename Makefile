@@ -61,10 +61,11 @@ test-unit: $(VENV)/.installed ## unit tests only (moto, no network)
 test-integration: tools ## integration tests only
 	@$(PY) -m pytest tests/integration -q
 
-lint: tools ## ruff, mypy, sam validate --lint and cfn-lint (all offline)
+lint: tools ## ruff, mypy, import-linter (the package graph), sam validate --lint, cfn-lint (offline)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy layers/common/kumo functions infra bench
+	@PYTHONPATH=layers/common $(VENV)/bin/lint-imports --no-cache
 	@$(SAM) validate --lint --template template.yaml --region us-east-1
 	@$(SAM_VENV)/bin/cfn-lint template.yaml
 

@@ -34,5 +34,6 @@ def failed_message_ids(
 
 
 def partial_response(failed: Iterable[str]) -> PartialResponse:
-    """What an SQS consumer answers (ReportBatchItemFailures): the messages to deliver again."""
+    """What a batch consumer answers (ReportBatchItemFailures): the records to deliver again,
+    by SQS message id or, for a DynamoDB stream, by sequence number."""
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
