@@ -53,7 +53,7 @@ logger = Logger(child=True)
 
 MAX_TRANSACT_ACTIONS: Final = 100
 # TransactWriteItems takes at most 4 MB in all: the puts and a bound on the rollup updates'
-# request size (`_rollup_request_bytes`) stay under this, leaving a margin.
+# request size (`rollups.request_bytes`) stay under this, leaving a margin.
 _MAX_TRANSACT_BYTES: Final = 3_500_000
 # Parts are cut at this packed size, well under DynamoDB's 400 KB item limit (a 128 KiB
 # payload of values like 1e15 packs to about twice its size).
