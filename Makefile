@@ -73,10 +73,11 @@ test-integration: tools ## integration tests only
 # The stacks are linted as compiled (infra/stacks.py, ADR 19), after their resource counts.
 # W3002: code paths are local until `sam build`; W3037: SAM's own policy templates name
 # sqs:*MessageBatch actions that cfn-lint does not know.
-lint: tools ## ruff, mypy, resources per stack, sam validate --lint and cfn-lint (all offline)
+lint: tools ## ruff, mypy, import-linter (the package graph), resources per stack, sam validate --lint, cfn-lint (offline)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy layers/common/kumo functions infra bench
+	@PYTHONPATH=layers/common $(VENV)/bin/lint-imports --no-cache
 	@$(PY) -m infra.stacks --count
 	@$(SAM) validate --lint --template $(COMPILED)/template.yaml --region us-east-1
 	@$(SAM_VENV)/bin/cfn-lint --ignore-checks W3002 W3037 -- $(COMPILED)/template.yaml $(COMPILED)/stacks/*.yaml

@@ -22,7 +22,7 @@ messages per invocation, durations, write units; shown, not priced, because the 
 the batching window (it hands over whatever is queued) and runs up to 5 batches at once on a
 small machine. Priced instead: full batches of the mapping's BatchSize, with DynamoDB units
 and durations from a replay of the same messages, in publish order, through
-kumo.devices.ingest in this process, against throw-away copies of the tables on the local
+kumo.telemetry.ingest in this process, against throw-away copies of the tables on the local
 engine, every DynamoDB call asking for its consumed capacity (the engine follows DynamoDB's
 rules: 1 unit per started KB written, twice in a transaction, indexes included). The first
 messages (at most 100) are replayed one per invocation, for the naive design's duration.
@@ -485,7 +485,7 @@ class ReplayResult:
 
 
 class Replay:
-    """kumo.devices.ingest in this process, on throw-away copies (same keys and indexes, no
+    """kumo.telemetry.ingest in this process, on throw-away copies (same keys and indexes, no
     data but the run's device items) of every table the settings name, on the local engine:
     the shared tables are never read or written, and nothing is sent to the shared bus."""
 
@@ -577,20 +577,20 @@ class Replay:
             self.dynamodb.put_item(TableName=copy, Item=copied)
 
     def run(self, bodies: list[str], readings: int, batch_size: int) -> ReplayResult:
-        from kumo.devices import ingest, telemetry
+        from kumo.telemetry import ingest, store
 
-        reports: list[telemetry.StoreReport] = []
-        store = telemetry.store_batches
+        reports: list[store.StoreReport] = []
+        store_batches = store.store_batches
 
-        def keep(batches: Any, **kwargs: Any) -> telemetry.StoreReport:
-            report = store(batches, **kwargs)
+        def keep(batches: Any, **kwargs: Any) -> store.StoreReport:
+            report = store_batches(batches, **kwargs)
             reports.append(report)
             return report
 
         meter = Meter()
         timings: list[float] = []
         accepted = 0
-        telemetry.store_batches = keep
+        store.store_batches = keep
         try:
             with metered(meter):
                 for start in range(0, len(bodies), batch_size):
@@ -602,7 +602,7 @@ class Replay:
                     accepted += ingest.ingest_records(records).accepted
                     timings.append((time.perf_counter() - began) * 1000)
         finally:
-            telemetry.store_batches = store
+            store.store_batches = store_batches
         roles = {copy: role for role, (_, copy) in self.tables.items()}
         units: dict[tuple[str, str], float] = defaultdict(float)
         for (table, kind), value in meter.units.items():

@@ -6,7 +6,7 @@
 Each device is one paho-mqtt client (client id = device id) speaking MQTT 3.1.1 over
 WebSocket to the engine's gateway port, as tests/integration/test_devices_telemetry.py does.
 It publishes drifting temperature, humidity and battery readings to
-`kumo/<org>/<device>/telemetry` in the device payload contract (kumo.devices.telemetry):
+`kumo/<org>/<device>/telemetry` in the device payload contract (kumo.telemetry.contract):
 `{"ts", "metrics"}`, or `{"readings": [...]}` with `--batch K`. It listens on `.../commands`
 and answers `{"id", "status", "result", "error"}` on `.../commands/result`:
 

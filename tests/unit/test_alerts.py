@@ -24,9 +24,9 @@ from kumo.alerts.models import (
 )
 from kumo.core import clock
 from kumo.core.ids import new_id
-from kumo.devices import ingest
-from kumo.devices.telemetry import Batch, Reading
 from kumo.tasks.models import EmailTaskModel, task_key
+from kumo.telemetry import ingest
+from kumo.telemetry.contract import Batch, Reading
 
 from tests.support.factories import Fleet, add_member, new_fleet
 from tests.unit.conftest import QUEUE_URL

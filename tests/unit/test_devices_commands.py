@@ -19,7 +19,7 @@ from kumo.core.config import Settings
 from kumo.core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from kumo.core.ids import first_id_at, new_id
 from kumo.devices import commands, iot, service
-from kumo.devices.commands import CommandCompleted, CommandExpired
+from kumo.devices.errors import CommandCompleted, CommandExpired
 from kumo.devices.models import CommandModel, command_sort_key, device_key
 from kumo.devices.schemas import CommandResultRequest, SendCommandRequest
 from moto.core import DEFAULT_ACCOUNT_ID

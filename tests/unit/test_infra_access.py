@@ -22,7 +22,7 @@ from infra.access import (
 from infra.environment import FUNCTIONS, handlers
 from infra.template import template
 
-# Tables of another context that functions use on purpose, and why (docs/adr/0020).
+# Tables of another context that functions use on purpose, and why (docs/adr/0022).
 _DEVICE_AND_ALERT_ROUTES = {
     *(f"devices/{name}" for name in (
         "create_export", "delete_device", "device_latest", "device_readings", "get_device",
@@ -239,6 +239,6 @@ def test_every_table_of_another_context_is_used_on_purpose():
     }
     recorded = {(t, level, f) for (t, level), functions in DELIBERATE.items() for f in functions}
 
-    # Then each one is recorded in ADR 20, and the record lists nothing that has gone
-    assert found - recorded == set(), "not in docs/adr/0020: " + repr(sorted(found - recorded))
+    # Then each one is recorded in ADR 22, and the record lists nothing that has gone
+    assert found - recorded == set(), "not in docs/adr/0022: " + repr(sorted(found - recorded))
     assert recorded - found == set(), "no longer used: " + repr(sorted(recorded - found))

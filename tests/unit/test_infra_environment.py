@@ -16,7 +16,7 @@ def test_modules_include_lazy_and_transitive_imports():
     # Given the ingestion handler, which reaches alerts through the telemetry service
     modules = {
         path.relative_to(FUNCTIONS.parent).as_posix()
-        for path in kumo_modules(FUNCTIONS / "devices" / "ingest_telemetry" / "app.py")
+        for path in kumo_modules(FUNCTIONS / "telemetry" / "ingest_telemetry" / "app.py")
     }
 
     # Then its transitive kumo modules are found

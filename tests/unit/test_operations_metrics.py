@@ -80,7 +80,7 @@ def test_ingest_telemetry_counts_accepted_rejected_and_dropped(
     event = {"Records": [telemetry_record("m1", good_and_bad), telemetry_record("m2", stranger)]}
 
     # When the ingestion function handles it
-    load_handler("devices/ingest_telemetry").lambda_handler(event, FakeContext())
+    load_handler("telemetry/ingest_telemetry").lambda_handler(event, FakeContext())
 
     # Then its EMF line counts them
     counted = printed()
@@ -97,7 +97,7 @@ def test_ingest_telemetry_counts_a_redelivered_batch_as_duplicates(
     now_ms = int(clock.now() * 1000)
     message = {"org_id": org_id, "device_id": device_id, "metrics": {"temp": 20}, "ts": now_ms}
     event = {"Records": [telemetry_record("m1", message)]}
-    handler = load_handler("devices/ingest_telemetry").lambda_handler
+    handler = load_handler("telemetry/ingest_telemetry").lambda_handler
     handler(event, FakeContext())
     printed()
 
@@ -119,7 +119,7 @@ def test_device_post_readings_counts_through_the_http_handler(
 
     # When the HTTP ingestion route handles it
     response = call_api(
-        "devices/device_post_readings",
+        "telemetry/device_post_readings",
         "POST",
         "/api/v1/device/readings",
         body=body,
@@ -139,7 +139,7 @@ def test_device_post_readings_counts_rejections_of_a_refused_payload(
 
     # When it is posted
     response = call_api(
-        "devices/device_post_readings",
+        "telemetry/device_post_readings",
         "POST",
         "/api/v1/device/readings",
         body={"readings": [{"metrics": {}}, {"metrics": {"t": "x"}}]},

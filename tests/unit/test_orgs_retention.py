@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from kumo.core import clock
 from kumo.core.ids import new_id
-from kumo.devices import ingest
 from kumo.devices.schemas import RegisterDeviceRequest
-from kumo.devices.telemetry_models import RawReadingsModel, raw_key
 from kumo.orgs import service
 from kumo.orgs.models import META, OrgModel, org_key
+from kumo.telemetry import ingest
+from kumo.telemetry.models import RawReadingsModel, raw_key
 
 from tests.support import factories
 from tests.support.factories import new_member, new_principal

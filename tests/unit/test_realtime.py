@@ -16,7 +16,6 @@ from kumo.core.ids import new_id
 from kumo.devices import service as devices
 from kumo.devices import status
 from kumo.devices.schemas import RegisterDeviceRequest
-from kumo.devices.telemetry import Batch, Reading
 from kumo.realtime import fanout
 from kumo.realtime.models import (
     META,
@@ -27,6 +26,7 @@ from kumo.realtime.models import (
     device_channel,
     org_channel,
 )
+from kumo.telemetry.contract import Batch, Reading
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from tests.support.factories import access_token, new_fleet
@@ -468,7 +468,7 @@ def test_a_large_batch_is_split_under_the_frame_limit(load_event, ws, world):
 
 
 def test_ingestion_pushes_what_it_stored(load_event, ws, world):
-    from kumo.devices import ingest
+    from kumo.telemetry import ingest
 
     _subscribe(load_event, ws, "c1", world.owner, subscribe_device(world.device_id))
     now_ms = int(clock.now() * 1000)

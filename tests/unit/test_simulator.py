@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from kumo.devices.schemas import CommandResultRequest
-from kumo.devices.telemetry import parse_payload
+from kumo.telemetry.contract import parse_payload
 
 from infra.local import simulator
 from infra.local.simulator import (

@@ -5,7 +5,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.core.config import get_settings
 from kumo.core.errors import Unauthorized
+from kumo.core.principal import Principal
+from kumo.devices import keys
 from kumo.identity import authn
 
 logger = Logger()
@@ -19,6 +22,13 @@ def _policy(principal_id: str, effect: str, resource: str) -> dict[str, Any]:
     }
 
 
+def _principal(token: str) -> Principal:
+    # A device key is the devices context's to check, a user token identity's.
+    if keys.looks_like_key(token):
+        return keys.authenticate_device(token, table=get_settings().devices_table)
+    return authn.user_principal(token)
+
+
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     method_arn: str = event["methodArn"]
@@ -27,9 +37,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         if handshake:
             query = event.get("queryStringParameters") or {}
-            principal = authn.authenticate_handshake(headers, query)
+            principal = _principal(authn.handshake_credential(headers, query))
         else:
-            principal = authn.authenticate(headers)
+            principal = _principal(authn.credential(headers))
     except Unauthorized as error:
         logger.info("request refused", reason=error.detail)
         if handshake:

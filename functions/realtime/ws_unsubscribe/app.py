@@ -6,6 +6,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from kumo.core import metrics
 from kumo.core.principal import Principal
+from kumo.devices import service as devices
 from kumo.realtime import service, socket
 from kumo.realtime.schemas import SubscriptionMessage
 
@@ -14,7 +15,9 @@ logger = Logger()
 
 def _unsubscribe(connection_id: str, principal: Principal, body: str | None) -> dict[str, Any]:
     message = service.parse(body, SubscriptionMessage)
-    return service.unsubscribe(connection_id, principal, message)
+    return service.unsubscribe(
+        connection_id, principal, message, device_org=devices.viewable_device_org
+    )
 
 
 @logger.inject_lambda_context

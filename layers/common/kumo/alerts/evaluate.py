@@ -1,4 +1,4 @@
-"""Alert evaluation on ingestion (kumo.devices.ingest, right after telemetry.store_batches):
+"""Alert evaluation on ingestion (kumo.telemetry.ingest, right after store_batches):
 the readings just stored, against their org's enabled rules.
 
 Per (rule, device) a state item says where the rule stands: nothing, a breach pending until
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
@@ -42,9 +42,6 @@ from kumo.alerts.models import (
 from kumo.core import aws, clock
 from kumo.core.ids import new_id
 
-if TYPE_CHECKING:
-    from kumo.devices.telemetry import Batch, Reading
-
 logger = Logger(child=True)
 
 # Attempts at one (rule, device) series when other evaluations keep changing its state.
@@ -64,6 +61,27 @@ _BREACHES: Final[dict[str, Callable[[float, float], bool]]] = {
 }
 
 type Series = list[tuple[int, float]]
+
+
+# What evaluation reads of telemetry's batches, declared here so alerts does not import the
+# telemetry context that calls it (the package graph stays acyclic: docs/adr/0020).
+class Reading(Protocol):
+    @property
+    def ts_ms(self) -> int: ...
+
+    @property
+    def metrics(self) -> Mapping[str, float]: ...
+
+
+class Batch(Protocol):
+    @property
+    def org_id(self) -> str: ...
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def readings(self) -> Sequence[Reading]: ...
 
 
 def breaches(comparison: str, value: float, threshold: float) -> bool:

@@ -13,7 +13,7 @@ Severity = Literal["info", "warning", "critical"]
 AlertState = Literal["open", "acknowledged", "resolved"]
 ResolvedReason = Literal["back_in_range", "rule_changed", "rule_disabled", "rule_deleted"]
 Id = Annotated[str, StringConstraints(min_length=26, max_length=26)]
-# The telemetry contract's metric names (kumo.devices.telemetry).
+# The telemetry contract's metric names (kumo.telemetry.contract).
 MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
 # Strict: "30" or true is a mistake to report, not a number to guess.
 Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e15, le=1e15)]

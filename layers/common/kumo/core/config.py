@@ -85,7 +85,7 @@ class Settings:
     mail_dead_letter_url = Env("MAIL_DLQ_URL")
     webhook_queue_url = Env("WEBHOOK_QUEUE_URL")
     webhook_dead_letter_url = Env("WEBHOOK_DLQ_URL")
-    # Ids of CSV exports to build (kumo.devices.exports).
+    # Ids of CSV exports to build (kumo.telemetry.exports).
     export_queue_url = Env("EXPORT_QUEUE_URL")
     mail_sender = Env("MAIL_SENDER")
     # Secrets Manager ids (name or ARN) of the signing key sets, never the keys (ADR 0021).

@@ -32,6 +32,7 @@ from kumo.core.errors import Conflict, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices import iot, service
+from kumo.devices.errors import CommandCompleted, CommandExpired
 from kumo.devices.models import (
     COMMAND_PREFIX,
     CommandModel,
@@ -64,14 +65,6 @@ _RULE_FIELDS = frozenset({"org_id", "device_id", "received_at"})
 # A write that lost a race is decided again on what the other left; more rounds than this
 # means something keeps changing the command, and the caller may retry.
 _ROUNDS = 3
-
-
-class CommandExpired(Conflict):
-    slug, title = "command-expired", "Command expired"
-
-
-class CommandCompleted(Conflict):
-    slug, title = "command-completed", "Command already completed"
 
 
 # The shared client, under the name this module's tests replace.

@@ -11,10 +11,9 @@ Access patterns (all GetItem or Query):
                                                                   (oldest first: ids sort by
                                                                    creation time)
   online devices by silence  gsi2: ONLINE#<shard> / <last seen>#<id>  (online devices only)
-  a device's export          DEVICE#<id> / EXPORT#<export id>
-  a device's exports         DEVICE#<id> / begins_with EXPORT#    (newest first)
-  an export by request key   DEVICE#<id> / EXPORTKEY#<digest of user and Idempotency-Key>
-  an org's running exports   ORG#<org id> / begins_with EXPORTSLOT#  (one item per slot held)
+
+The telemetry context keeps its exports in this table, under keys it builds itself
+(kumo.telemetry.models, ADR 20).
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ from kumo.core.ids import first_id_at, shard_of
 META = "META"
 DEVICE_COUNT = "DEVICECOUNT"
 COMMAND_PREFIX = "CMD#"
-EXPORT_PREFIX = "EXPORT#"
-EXPORT_SLOT_PREFIX = "EXPORTSLOT#"
 
 
 def device_key(device_id: str) -> str:
@@ -49,19 +46,6 @@ def commands_since(timestamp: float) -> tuple[str, str]:
     """Sort key bounds of the commands created since `timestamp`: ids sort by creation time,
     and "~" sorts after every id character."""
     return command_sort_key(first_id_at(timestamp)), f"{COMMAND_PREFIX}~"
-
-
-def export_sort_key(export_id: str) -> str:
-    return f"{EXPORT_PREFIX}{export_id}"
-
-
-def export_slot_key(slot: int) -> str:
-    return f"{EXPORT_SLOT_PREFIX}{slot}"
-
-
-def export_request_key(digest: str) -> str:
-    # "EXPORTKEY#" does not begin with "EXPORT#", so a device's export list skips these.
-    return f"EXPORTKEY#{digest}"
 
 
 # The offline job reads online devices oldest-seen first; a few shards keep the index key
@@ -173,69 +157,4 @@ class CommandModel(Model):
     result_json = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
     # The table's TTL attribute (epoch seconds): the expiry plus the history's month.
-    expires_at = NumberAttribute()
-
-
-class ExportModel(Model):
-    """A CSV export of a device's telemetry (kumo.devices.exports), kept a week by the TTL."""
-
-    class Meta(_DevicesMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    export_id = UnicodeAttribute()
-    org_id = UnicodeAttribute()
-    device_id = UnicodeAttribute()
-    start_ms = NumberAttribute()
-    end_ms = NumberAttribute()
-    resolution = UnicodeAttribute()
-    metrics_json = UnicodeAttribute()
-    # queued | running | ready | failed
-    status = UnicodeAttribute(default="queued")
-    created_by = UnicodeAttribute()
-    created_at = UnicodeAttribute()
-    # Epoch ms after which an unfinished export counts as failed and its org slot is free.
-    deadline_ms = NumberAttribute()
-    slot = NumberAttribute()
-    object_key = UnicodeAttribute()
-    # The build holding the export: its id and when its lease lapses (epoch ms).
-    run_id = UnicodeAttribute(null=True)
-    lease_until_ms = NumberAttribute(null=True)
-    attempts = NumberAttribute(default=0)
-    started_at = UnicodeAttribute(null=True)
-    finished_at = UnicodeAttribute(null=True)
-    row_count = NumberAttribute(null=True)
-    byte_size = NumberAttribute(null=True)
-    error = UnicodeAttribute(null=True)
-    # The table's TTL attribute (epoch seconds): a week after the request, like the file.
-    expires_at = NumberAttribute()
-
-
-class ExportSlotModel(Model):
-    """One of an org's running-export slots, held by a queued or running export."""
-
-    class Meta(_DevicesMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    export_id = UnicodeAttribute()
-    device_id = UnicodeAttribute()
-    # Past the export's deadline the slot may be taken over, whoever forgot to free it.
-    deadline_ms = NumberAttribute()
-    expires_at = NumberAttribute()
-
-
-class ExportRequestKeyModel(Model):
-    """An Idempotency-Key already used for an export of this device by this user."""
-
-    class Meta(_DevicesMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    export_id = UnicodeAttribute()
-    # A digest of the request body: the same key with another body is refused.
-    fingerprint = UnicodeAttribute()
     expires_at = NumberAttribute()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from kumo.core.schemas import DisplayName, StrictModel
 
@@ -12,7 +12,6 @@ DeviceType = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_-]{0,39}$")
 ]
 Connectivity = Literal["never_seen", "online", "offline"]
-Resolution = Literal["raw", "1m", "1h", "1d"]
 
 
 class RegisterDeviceRequest(StrictModel):
@@ -82,27 +81,6 @@ class DeviceConfigOut(BaseModel):
     reported: dict[str, Any] | None = None
 
 
-class ReadingsAccepted(BaseModel):
-    accepted: int
-    duplicates: int
-    rejected: list[dict[str, Any]]
-
-
-class PointOut(BaseModel):
-    ts: str
-    value: float | None = None
-    count: int | None = None
-    sum: float | None = None
-    min: float | None = None
-    max: float | None = None
-    avg: float | None = None
-
-
-class LatestOut(BaseModel):
-    device_id: str
-    metrics: dict[str, dict[str, Any]]
-
-
 # --- commands -------------------------------------------------------------------------------
 
 CommandName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
@@ -148,49 +126,3 @@ class CommandOut(BaseModel):
     completed_at: str | None
     result: dict[str, Any] | None
     error: str | None
-
-
-# --- exports --------------------------------------------------------------------------------
-
-MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
-ExportStatus = Literal["queued", "running", "ready", "failed"]
-# Epoch milliseconds, or ISO 8601 with a time zone (as the readings route takes them).
-Moment = Annotated[int, Field(ge=0, strict=True)] | Annotated[str, StringConstraints(max_length=40)]
-MAX_EXPORT_METRICS = 32
-
-
-class ExportRequest(StrictModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    start: Moment = Field(alias="from", description="Epoch ms or ISO 8601; included.")
-    end: Moment = Field(alias="to", description="Epoch ms or ISO 8601; included.")
-    metrics: list[MetricName] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=MAX_EXPORT_METRICS,
-        description="Columns, in this order; left out, every metric the device has sent.",
-    )
-    resolution: Resolution = "raw"
-
-
-class ExportOut(BaseModel):
-    id: str
-    org_id: str
-    device_id: str
-    status: ExportStatus
-    start: str = Field(serialization_alias="from")
-    end: str = Field(serialization_alias="to")
-    resolution: Resolution
-    metrics: list[str]
-    created_by: str
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    row_count: int | None
-    byte_size: int | None
-    error: str | None
-    available_until: str = Field(description="When the export and its file are deleted.")
-    download_url: str | None = Field(
-        default=None, description="Pre-signed GET of the CSV, when ready; valid 15 minutes."
-    )
-    expires_at: str | None = Field(default=None, description="When download_url stops working.")

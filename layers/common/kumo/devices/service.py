@@ -15,10 +15,11 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from kumo.core import clock, dynamo
 from kumo.core.config import get_settings
-from kumo.core.errors import Conflict, KumoError, NotFound, invalid
+from kumo.core.errors import KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices import iot, keys
+from kumo.devices.errors import DeviceLimitReached
 from kumo.devices.models import (
     DEVICE_COUNT,
     META,
@@ -44,10 +45,6 @@ MAX_CONFIG_BYTES = 16 * 1024
 _NO_DEVICE = "No such device."
 
 
-class DeviceLimitReached(Conflict):
-    slug, title = "device-limit-reached", "Device limit reached"
-
-
 def _find(device_id: str) -> DeviceModel | None:
     if not is_id(device_id):
         return None
@@ -67,6 +64,29 @@ def get_device_for(user_id: str, device_id: str, minimum_role: OrgRole) -> Devic
     except NotFound as error:
         raise NotFound(_NO_DEVICE) from error
     return device
+
+
+def viewable_device_org(user_id: str, device_id: str) -> str:
+    """The org of a device the user may view (404 otherwise): the live stream's check."""
+    return get_device_for(user_id, device_id, "viewer").org_id
+
+
+def enabled_device_org(device_id: str) -> str | None:
+    """The org of an enabled device, or None (unknown or disabled): what ingestion checks a
+    message's topic against. An eventually consistent read: it runs for every batch."""
+    try:
+        device = DeviceModel.get(device_key(device_id), META)
+    except DoesNotExist:
+        return None
+    return device.org_id if device.enabled else None
+
+
+def mark_seen(device_ids: set[str]) -> None:
+    """Traffic from these devices: online from now on (kumo.devices.status)."""
+    # Here, not at the top: only the traffic paths need the status module and its push.
+    from kumo.devices import status
+
+    status.mark_seen(device_ids)
 
 
 def get_own_device(device_id: str) -> DeviceModel:

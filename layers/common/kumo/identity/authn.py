@@ -1,15 +1,15 @@
 """Request authentication for the API authorizer: kept free of tables and hashing so the
-authorizer, which runs before every authenticated request, imports little."""
+authorizer, which runs before every authenticated request, imports little. Identity reads the
+credential and checks user tokens; a device key it leaves to the devices context, which
+builds on identity (the authorizer function asks both, docs/adr/0020)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from http.cookies import CookieError, SimpleCookie
 
-from kumo.core.config import get_settings
 from kumo.core.errors import Unauthorized
 from kumo.core.principal import Principal
-from kumo.devices import keys
 from kumo.identity import tokens
 
 ACCESS_COOKIE = "kumo_access"
@@ -36,9 +36,9 @@ def read_cookie(headers: Mapping[str, str], name: str) -> str:
     return morsel.value if morsel else ""
 
 
-def authenticate(headers: Mapping[str, str]) -> Principal:
-    """A bearer JWT, the session cookie or a device API key (as the bearer token) becomes a
-    principal; anything else is refused."""
+def credential(headers: Mapping[str, str]) -> str:
+    """The bearer token, or the session cookie without an Authorization header: a user's JWT
+    or a device API key. Anything else is refused."""
     authorization = _header(headers, "authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
@@ -48,9 +48,11 @@ def authenticate(headers: Mapping[str, str]) -> Principal:
         token = read_cookie(headers, ACCESS_COOKIE)
     if not token:
         raise Unauthorized("Missing credentials.")
-    if keys.looks_like_key(token.strip()):
-        return keys.authenticate_device(token.strip(), table=get_settings().devices_table)
-    claims = tokens.decode_access_token(token.strip())
+    return token.strip()
+
+
+def user_principal(token: str) -> Principal:
+    claims = tokens.decode_access_token(token)
     return Principal(
         kind="user",
         subject_id=str(claims["sub"]),
@@ -59,13 +61,11 @@ def authenticate(headers: Mapping[str, str]) -> Principal:
     )
 
 
-def authenticate_handshake(
-    headers: Mapping[str, str], query: Mapping[str, str] | None
-) -> Principal:
+def handshake_credential(headers: Mapping[str, str], query: Mapping[str, str] | None) -> str:
     """A WebSocket handshake: the same credentials, or `?token=<access token>` for browsers,
     whose WebSocket API cannot set headers (and whose cookie only reaches the API's own
     domain). A header, when present, wins."""
     token = (query or {}).get("token", "")
     if token and not _header(headers, "authorization"):
         headers = {**headers, "authorization": f"Bearer {token}"}
-    return authenticate(headers)
+    return credential(headers)

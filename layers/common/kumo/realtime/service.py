@@ -10,6 +10,7 @@ connection ends (at most two hours), as a loaded dashboard would keep its data.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -21,7 +22,6 @@ from kumo.core.config import get_settings
 from kumo.core.dynamo import transaction
 from kumo.core.errors import (
     BadRequest,
-    Conflict,
     Gone,
     KumoError,
     ValidationFailed,
@@ -29,6 +29,7 @@ from kumo.core.errors import (
 )
 from kumo.core.principal import Principal
 from kumo.realtime.connections import remove_connection
+from kumo.realtime.errors import SubscriptionLimitReached
 from kumo.realtime.models import (
     CONNECTION_TTL_SECONDS,
     META,
@@ -43,10 +44,6 @@ from kumo.realtime.models import (
 from kumo.realtime.schemas import PingMessage, SubscriptionMessage
 
 logger = Logger(child=True)
-
-
-class SubscriptionLimitReached(Conflict):
-    slug, title = "subscription-limit-reached", "Subscription limit reached"
 
 
 def connect(connection_id: str, principal: Principal) -> None:
@@ -77,17 +74,25 @@ def parse(body: str | None, model: type[SubscriptionMessage] | type[PingMessage]
         raise ValidationFailed("The message is not valid.", errors=errors) from error
 
 
-def _channel(user_id: str, message: SubscriptionMessage) -> tuple[str, dict[str, str]]:
+# (user id, device id) -> the org of that device, once the user may view it (else NotFound).
+# The caller passes the devices context's check: devices pushes status changes here, so
+# realtime sits below it and does not import it (docs/adr/0020).
+type DeviceOrg = Callable[[str, str], str]
+
+
+def _channel(
+    user_id: str, message: SubscriptionMessage, device_org: DeviceOrg
+) -> tuple[str, dict[str, str]]:
     """The channel a subscription names, once the user may read it; and what the ack echoes."""
-    # Here, not at the top: $connect and $disconnect import this module and need neither.
-    from kumo.devices import service as devices
+    # Here, not at the top: $connect and $disconnect import this module and need it not.
     from kumo.orgs.service import require_org_role
 
     # The schema requires device_id for the device channel and org_id for the others.
     if message.channel == "device":
-        device = devices.get_device_for(user_id, message.device_id or "", "viewer")
-        target = {"channel": "device", "device_id": device.device_id, "org_id": device.org_id}
-        return device_channel(device.org_id, device.device_id), target
+        device_id = message.device_id or ""
+        org_id = device_org(user_id, device_id)
+        target = {"channel": "device", "device_id": device_id, "org_id": org_id}
+        return device_channel(org_id, device_id), target
     org_id = message.org_id or ""
     require_org_role(org_id, user_id, "viewer")
     return org_channel(org_id, message.channel), {"channel": message.channel, "org_id": org_id}
@@ -101,10 +106,14 @@ def _connection(connection_id: str) -> ConnectionModel:
 
 
 def subscribe(
-    connection_id: str, principal: Principal, message: SubscriptionMessage
+    connection_id: str,
+    principal: Principal,
+    message: SubscriptionMessage,
+    *,
+    device_org: DeviceOrg,
 ) -> dict[str, Any]:
     """Join the channel; subscribing twice is a no-op. At most `subscriptions_per_connection`."""
-    channel, target = _channel(principal.user_id, message)
+    channel, target = _channel(principal.user_id, message, device_org)
     connection = _connection(connection_id)
     limit = get_settings().subscriptions_per_connection
     existing = ConnectionModel.count(
@@ -148,10 +157,14 @@ def subscribe(
 
 
 def unsubscribe(
-    connection_id: str, principal: Principal, message: SubscriptionMessage
+    connection_id: str,
+    principal: Principal,
+    message: SubscriptionMessage,
+    *,
+    device_org: DeviceOrg,
 ) -> dict[str, Any]:
     """Leave the channel; leaving one not joined is a no-op."""
-    channel, target = _channel(principal.user_id, message)
+    channel, target = _channel(principal.user_id, message, device_org)
     _connection(connection_id)
     subscribed = ConnectionModel.count(
         connection_key(connection_id), ConnectionModel.sk == subscription_sort_key(channel)

@@ -1,0 +1,33 @@
+"""GET /api/v1/devices/{device_id}/archives: the device's archived raw telemetry, by day."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from kumo.core.api import current_principal, http_handler, make_resolver
+from kumo.core.pagination import Page
+from kumo.telemetry import archive
+from kumo.telemetry.schemas import ArchiveOut
+
+app = make_resolver()
+
+
+@app.get("/api/v1/devices/<device_id>/archives", tags=["devices"])
+def list_device_archives(
+    device_id: str,
+    start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=100)] = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Page[ArchiveOut]:
+    archives, next_cursor = archive.list_archives(
+        user_id=current_principal(app).user_id,
+        device_id=device_id,
+        start=start,
+        end=end,
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page[ArchiveOut](items=archives, next_cursor=next_cursor)
+
+
+lambda_handler = http_handler(app)

@@ -1,0 +1,273 @@
+"""Telemetry items. Key building for telemetry lives here and nowhere else.
+
+Access patterns on the telemetry table (all GetItem, BatchGetItem or Query; never a Scan):
+  a device's raw readings by time   RAW#<device> / <first reading ISO>#<digest>   (packed items)
+  a device's rollups               ROLL#<device>#<1m|1h|1d> / <bucket start ISO>    (all metrics)
+  a device's latest values          LATEST#<device> / LATEST
+
+Exports still live on the devices table, in partitions of their own that only this context
+reads or writes (ADR 20):
+  a device's export          DEVICE#<id> / EXPORT#<export id>
+  a device's exports         DEVICE#<id> / begins_with EXPORT#    (newest first)
+  an export by request key   DEVICE#<id> / EXPORTKEY#<digest of user and Idempotency-Key>
+  an org's running exports   ORG#<org id> / begins_with EXPORTSLOT#  (one item per slot held)
+
+Times in sort keys are UTC ISO-8601 with milliseconds and a Z (`2024-05-01T12:00:00.000Z`):
+fixed width, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+from kumo.core import aws
+from kumo.core.config import get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+type Resolution = Literal["1m", "1h", "1d"]
+
+RESOLUTIONS: Final[tuple[Resolution, ...]] = ("1m", "1h", "1d")
+BUCKET_MS: Final[dict[Resolution, int]] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+DAY_SECONDS: Final = 86_400
+# How long each rollup outlives its bucket start: minutes serve dashboards, hours a year of
+# history with a month to spare, days the long view (five years, with their leap days).
+ROLLUP_RETENTION_SECONDS: Final[dict[Resolution, int]] = {
+    "1m": 30 * DAY_SECONDS,
+    "1h": 400 * DAY_SECONDS,
+    "1d": (5 * 365 + 2) * DAY_SECONDS,
+}
+# A rollup item holds every metric of one device over one bucket: per metric, its count
+# `n_<metric>`, sum `s_<metric>`, min `mn_<metric>` and max `mx_<metric>`.
+type RollupKind = Literal["n", "s", "mn", "mx"]
+ROLLUP_PREFIXES: Final[dict[RollupKind, str]] = {"n": "n_", "s": "s_", "mn": "mn_", "mx": "mx_"}
+LATEST_SK: Final = "LATEST"
+# Attributes of the latest-values item: `t` is the newest reading time stored, and each metric
+# has `v_<metric>` (its value) and `t_<metric>` (that value's time, epoch ms).
+LATEST_NEWEST: Final = "t"
+LATEST_VALUE_PREFIX: Final = "v_"
+LATEST_TIME_PREFIX: Final = "t_"
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def table_name() -> str:
+    return get_settings().telemetry_table
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """Exact to the millisecond: float seconds (clock.utc_iso) can round .123 down to .122."""
+    moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+RAW_PREFIX: Final = "RAW#"
+# A raw item spans at most this from its first reading (its sort key), so a raw query looks
+# back exactly this far for items that start before the range and reach into it.
+RAW_SPAN_MS: Final = 10 * 60_000
+
+
+def raw_key(device_id: str) -> str:
+    return f"{RAW_PREFIX}{device_id}"
+
+
+def raw_sort_key(first_ms: int, digest: str) -> str:
+    return f"{iso_ms(first_ms)}#{digest}"
+
+
+def raw_sort_bound(epoch_ms: int, *, upper: bool) -> str:
+    """A bound for BETWEEN on raw sort keys: '~' sorts after '#<digest>', so `upper` takes
+    in every item whose first reading is at exactly that millisecond."""
+    return iso_ms(epoch_ms) + ("~" if upper else "")
+
+
+def rollup_key(device_id: str, resolution: Resolution) -> str:
+    return f"ROLL#{device_id}#{resolution}"
+
+
+def rollup_attribute(kind: RollupKind, metric: str) -> str:
+    """The flat attribute holding one aggregate of one metric in a rollup item, such as
+    `n_temperature`. The prefixes are fixed and none is a prefix of another, so two (kind,
+    metric) pairs never share a name whatever characters the metric name holds, and no name
+    meets pk, sk or expires_at."""
+    return ROLLUP_PREFIXES[kind] + metric
+
+
+def bucket_start(epoch_ms: int, resolution: Resolution) -> int:
+    return epoch_ms - epoch_ms % BUCKET_MS[resolution]
+
+
+def bucket_sort_key(bucket_ms: int) -> str:
+    return iso_ms(bucket_ms)
+
+
+def latest_key(device_id: str) -> str:
+    return f"LATEST#{device_id}"
+
+
+def client() -> DynamoDBClient:
+    # The botocore client of the cached PynamoDB connection: one per container. The writes use
+    # it directly because they need what PynamoDB's TransactWrite and Model.update drop: the
+    # response's ConsumedCapacity, and (for rollups and latest values) attribute names per
+    # metric, which no model can declare.
+    return cast("DynamoDBClient", aws.dynamodb().client)
+
+
+def number(item: Mapping[str, Any] | None, name: str) -> float | None:
+    """A number attribute of a low-level item, or None where the item or attribute is missing."""
+    if not item or name not in item:
+        return None
+    return float(item[name]["N"])
+
+
+def compact(value: float) -> float | int:
+    # 40 rather than 40.0 in the packed JSON: two bytes a value, and the same float back.
+    return int(value) if value.is_integer() else value
+
+
+def number_text(value: float) -> str:
+    return json.dumps(compact(value))
+
+
+class _TelemetryMeta:
+    table_name = get_settings().telemetry_table
+    region = get_settings().region
+
+
+class RawReadingsModel(Model):
+    """The readings of one message (or of one part of a large one), packed into one item:
+    one write per message instead of one per reading."""
+
+    class Meta(_TelemetryMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    # Compact JSON, sorted by time: [[ts_ms, {"temperature": 21.5, ...}], ...].
+    r = UnicodeAttribute()
+    n = NumberAttribute()
+    last_ms = NumberAttribute()
+    org_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class RollupModel(Model):
+    """Count, sum, min and max of every metric of one device over one bucket: one item per
+    device, resolution and bucket, so a message updates three rollup items whatever its metric
+    count. The per-metric attributes (`rollup_attribute`) have names only known at run time,
+    so they are read and written with the low-level client; this model declares the key and
+    the TTL. Count and sum change only in the transaction that stores the raw items they
+    count; min and max are set there only when new, and lowered or raised after it."""
+
+    class Meta(_TelemetryMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    expires_at = NumberAttribute()
+
+
+# --- exports (on the devices table) -----------------------------------------------------------
+
+EXPORT_PREFIX: Final = "EXPORT#"
+EXPORT_SLOT_PREFIX: Final = "EXPORTSLOT#"
+
+
+def export_partition(device_id: str) -> str:
+    # The devices table's device partition: the same text as kumo.devices.models.device_key,
+    # which this context does not import (ADR 20).
+    return f"DEVICE#{device_id}"
+
+
+def export_slot_partition(org_id: str) -> str:
+    return f"ORG#{org_id}"
+
+
+def export_sort_key(export_id: str) -> str:
+    return f"{EXPORT_PREFIX}{export_id}"
+
+
+def export_slot_key(slot: int) -> str:
+    return f"{EXPORT_SLOT_PREFIX}{slot}"
+
+
+def export_request_key(digest: str) -> str:
+    # "EXPORTKEY#" does not begin with "EXPORT#", so a device's export list skips these.
+    return f"EXPORTKEY#{digest}"
+
+
+class _ExportsMeta:
+    table_name = get_settings().devices_table
+    region = get_settings().region
+
+
+class ExportModel(Model):
+    """A CSV export of a device's telemetry (kumo.telemetry.exports), kept a week by the TTL."""
+
+    class Meta(_ExportsMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    export_id = UnicodeAttribute()
+    org_id = UnicodeAttribute()
+    device_id = UnicodeAttribute()
+    start_ms = NumberAttribute()
+    end_ms = NumberAttribute()
+    resolution = UnicodeAttribute()
+    metrics_json = UnicodeAttribute()
+    # queued | running | ready | failed
+    status = UnicodeAttribute(default="queued")
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    # Epoch ms after which an unfinished export counts as failed and its org slot is free.
+    deadline_ms = NumberAttribute()
+    slot = NumberAttribute()
+    object_key = UnicodeAttribute()
+    # The build holding the export: its id and when its lease lapses (epoch ms).
+    run_id = UnicodeAttribute(null=True)
+    lease_until_ms = NumberAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    started_at = UnicodeAttribute(null=True)
+    finished_at = UnicodeAttribute(null=True)
+    row_count = NumberAttribute(null=True)
+    byte_size = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    # The table's TTL attribute (epoch seconds): a week after the request, like the file.
+    expires_at = NumberAttribute()
+
+
+class ExportSlotModel(Model):
+    """One of an org's running-export slots, held by a queued or running export."""
+
+    class Meta(_ExportsMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    export_id = UnicodeAttribute()
+    device_id = UnicodeAttribute()
+    # Past the export's deadline the slot may be taken over, whoever forgot to free it.
+    deadline_ms = NumberAttribute()
+    expires_at = NumberAttribute()
+
+
+class ExportRequestKeyModel(Model):
+    """An Idempotency-Key already used for an export of this device by this user."""
+
+    class Meta(_ExportsMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    export_id = UnicodeAttribute()
+    # A digest of the request body: the same key with another body is refused.
+    fingerprint = UnicodeAttribute()
+    expires_at = NumberAttribute()
