@@ -452,7 +452,12 @@ def table_owners() -> dict[str, str]:
     for path in sorted((LAYER / "kumo").glob("*/*models.py")):
         for name in _index(path).classes:
             for resource in _named(Node(path, name)):
-                if resource.endswith("Table"):
+                if not resource.endswith("Table"):
+                    continue
+                # Another context may map a table it keeps records in (telemetry's exports on
+                # the devices table, ADR 20): the table's name says whose it is.
+                named = resource.removesuffix("Table").lower() == path.parent.name
+                if named or resource not in owners:
                     owners[resource] = path.parent.name
     return owners
 

@@ -23,19 +23,23 @@ from infra.environment import FUNCTIONS, handlers
 from infra.template import template
 
 # Tables of another context that functions use on purpose, and why (docs/adr/0022).
+_TELEMETRY_ROUTES = (
+    "create_export", "device_latest", "device_readings", "get_export", "list_device_archives",
+    "list_exports",
+)  # fmt: skip
 _DEVICE_AND_ALERT_ROUTES = {
     *(f"devices/{name}" for name in (
-        "create_export", "delete_device", "device_latest", "device_readings", "get_device",
-        "get_device_command", "get_device_config", "get_export", "list_device_archives",
-        "list_device_commands", "list_devices", "list_exports", "register_device",
-        "rotate_device_key", "send_device_command", "set_device_config", "update_device",
+        "delete_device", "get_device", "get_device_command", "get_device_config",
+        "list_device_commands", "list_devices", "register_device", "rotate_device_key",
+        "send_device_command", "set_device_config", "update_device",
     )),
+    *(f"telemetry/{name}" for name in _TELEMETRY_ROUTES),
     *(f"alerts/{name}" for name in (
         "acknowledge_alert", "create_alert_rule", "delete_alert_rule", "get_alert",
         "get_alert_rule", "list_alert_rules", "list_alerts", "update_alert_rule",
     )),
 }  # fmt: skip
-_INGESTION = {"devices/ingest_telemetry", "devices/device_post_readings"}
+_INGESTION = {"telemetry/ingest_telemetry", "telemetry/device_post_readings"}
 DELIBERATE: dict[tuple[str, str], set[str]] = {
     # Membership and role checks: kumo.orgs.service.require_org_role, and the org's owners and
     # admins for alert e-mails; the health check reads every table it reports on.
@@ -45,12 +49,24 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
     # A device named by an alert rule or a subscription must be one the caller may see; the
     # authorizer checks device keys (a platform component, before any context runs).
     ("DevicesTable", "read"): {
+        "telemetry/device_latest",
+        "telemetry/device_readings",
+        "telemetry/list_device_archives",
         "alerts/create_alert_rule",
         "alerts/update_alert_rule",
         "realtime/ws_subscribe",
         "realtime/ws_unsubscribe",
         "identity/authorizer",
     },
+    # Telemetry keeps export records on the devices table (ADR 20), and ingestion marks the
+    # device seen (kumo.devices.service.mark_seen).
+    ("DevicesTable", "write"): {
+        "telemetry/build_export",
+        "telemetry/create_export",
+        "telemetry/get_export",
+        "telemetry/list_exports",
+    }
+    | _INGESTION,
     # Pushes to live subscribers (kumo.realtime.fanout) drop connections that are gone.
     ("ConnectionsTable", "write"): {
         "alerts/delete_alert_rule",
@@ -147,7 +163,7 @@ def test_a_delete_route_decorator_is_not_a_write():
 
 def test_a_writer_handed_the_bucket_by_its_caller_writes_it():
     # Given the export builder, whose upload class is given the bucket name by its caller
-    used = access_of(FUNCTIONS / "devices" / "build_export" / "app.py")
+    used = access_of(FUNCTIONS / "telemetry" / "build_export" / "app.py")
 
     # Then the bucket counts as written
     assert used["DataBucket"] == "write"

@@ -58,7 +58,8 @@ LATEST_TIME_PREFIX: Final = "t_"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def table_name() -> str:
+def telemetry_table() -> str:
+    """The table of readings (a function, not a name in a Meta: infra.access reads both)."""
     return get_settings().telemetry_table
 
 

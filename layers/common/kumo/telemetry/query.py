@@ -35,7 +35,7 @@ from kumo.telemetry.models import (
     raw_sort_bound,
     rollup_attribute,
     rollup_key,
-    table_name,
+    telemetry_table,
 )
 from kumo.telemetry.schemas import LatestOut, PointOut
 from kumo.telemetry.schemas import Resolution as QueryResolution
@@ -195,7 +195,7 @@ def _query_rollups(
     examined = 0
     while True:
         request: dict[str, Any] = {
-            "TableName": table_name(),
+            "TableName": telemetry_table(),
             "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :lo AND :hi",
             "ProjectionExpression": "#pk, #sk, #n, #s, #mn, #mx",
             "ExpressionAttributeNames": names,
@@ -296,7 +296,7 @@ def raw_readings(
 def latest(device_id: str) -> dict[str, LatestValue]:
     """The newest value of every metric the device has sent, by metric name."""
     response = models.client().get_item(
-        TableName=table_name(),
+        TableName=telemetry_table(),
         Key={"pk": {"S": latest_key(device_id)}, "sk": {"S": LATEST_SK}},
     )
     item = cast(dict[str, Any], response.get("Item") or {})

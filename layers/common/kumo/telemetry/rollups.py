@@ -115,7 +115,7 @@ def transact_update(key: RollupKey, metrics: Mapping[str, Aggregate]) -> tuple[d
                 # A new metric in the bucket gets its min and max here, sparing writes after.
                 sets.append(f"{name} = if_not_exists({name}, {placeholder})")
     update = {
-        "TableName": models.table_name(),
+        "TableName": models.telemetry_table(),
         "Key": item_key(key),
         "UpdateExpression": "SET " + ", ".join(sets) + " ADD " + ", ".join(adds),
         "ExpressionAttributeNames": names,
@@ -155,7 +155,7 @@ def _set_extremes(
             f"attribute_exists({count}) AND (attribute_not_exists({name}) OR {beaten})"
         )
     update = {
-        "TableName": models.table_name(),
+        "TableName": models.telemetry_table(),
         "Key": item_key(key),
         "UpdateExpression": "SET " + ", ".join(assignments),
         "ConditionExpression": " AND ".join(f"({condition})" for condition in conditions),

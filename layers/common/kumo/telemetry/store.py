@@ -46,7 +46,7 @@ from kumo.telemetry.models import (
     raw_key,
     raw_sort_key,
     rollup_key,
-    table_name,
+    telemetry_table,
 )
 
 logger = Logger(child=True)
@@ -405,7 +405,7 @@ def _update_latest(
         after[LATEST_TIME_PREFIX + metric] = attribute_values[f":t{index}"]
     after.update(pk={"S": latest_key(device_id)}, sk={"S": LATEST_SK})
     update = {
-        "TableName": table_name(),
+        "TableName": telemetry_table(),
         "Key": {"pk": {"S": latest_key(device_id)}, "sk": {"S": LATEST_SK}},
         "UpdateExpression": "SET " + ", ".join(assignments),
         "ConditionExpression": "attribute_not_exists(#t) OR #t <= :t",
@@ -428,7 +428,7 @@ def _read_items(
         batch = unique[start : start + _BATCH_GET_KEYS]
         response = models.client().batch_get_item(
             RequestItems={
-                table_name(): {
+                telemetry_table(): {
                     "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in batch],
                     # Eventually consistent, at half the units: a stale answer only costs a
                     # write that its condition then refuses, never a wrong value.
@@ -437,7 +437,7 @@ def _read_items(
             },
             ReturnConsumedCapacity="TOTAL",
         )
-        items = cast(list[dict[str, Any]], response["Responses"].get(table_name(), []))
+        items = cast(list[dict[str, Any]], response["Responses"].get(telemetry_table(), []))
         misses = len(batch) - len(items)
         # Per item 1 unit a started 4 KB (a miss counts 1), halved for an eventual read.
         estimate = (
