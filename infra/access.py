@@ -486,3 +486,26 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+@cache
+def variables_used(handler: Path) -> tuple[str, ...]:
+    """The environment variables behind the settings that the code this handler can reach
+    reads: what its environment is given (infra/stacks.py). Narrower than the imports'
+    `infra.environment.variables_of`, for the reason permissions are: `GET /orgs/{id}` imports
+    the services that send invitations, but calls none of them."""
+    if str(LAYER) not in sys.path:
+        sys.path.insert(0, str(LAYER))
+    from kumo.core.config import variables
+
+    known = variables()
+    return tuple(
+        sorted(
+            {
+                known[item.attr].variable
+                for node in reached(_handler_nodes(handler))
+                for item in _walk(node)
+                if isinstance(item, ast.Attribute) and item.attr in known
+            }
+        )
+    )

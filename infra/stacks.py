@@ -9,8 +9,8 @@ must be plain CloudFormation. The sources stay SAM and read as one application (
 
 1. `infra.template.template()` is the root and every context as one SAM template. Each function
    gets a fixed name, `kumo-<stage>-<directory>`, and an environment of only the variables its
-   code reads (`infra.environment`); the root's `Globals` environment is the catalogue of values
-   they are taken from.
+   code reads (`infra.access.variables_used`, from the code its handler can reach); the root's
+   `Globals` environment is the catalogue of values they are taken from.
 2. The SAM translator, the same one AWS and the engine run, turns it into CloudFormation.
 3. Each resource it made goes to the stack that owns the SAM resource it came from.
 4. A reference that crosses stacks becomes a parameter of the child when it points into the
@@ -94,12 +94,12 @@ def environment_of(
     A variable that the template gives functions one by one (`granted`, such as a signing
     key's secret id, which goes with an IAM grant) is not taken from the catalogue: the
     imports over-approximate what a function reads, and such a variable is a decision."""
-    from infra.environment import variables_of
+    from infra.access import variables_used
 
     own: dict[str, Any] = props.get("Environment", {}).get("Variables", {})
     variables = {key: value for key, value in catalogue.items() if key not in settings}
     handler = ROOT / str(props["CodeUri"]) / "app.py"
-    for variable in variables_of(handler):
+    for variable in variables_used(handler):
         if variable in own or variable in granted:
             continue
         if variable in catalogue:

@@ -74,9 +74,9 @@ def snapshot() -> Snapshot:
 
 
 def variables(function_dir: str) -> list[str]:
-    from infra.environment import variables_of
+    from infra.access import variables_used
 
-    return variables_of(ROOT / function_dir / "app.py")
+    return list(variables_used(ROOT / function_dir / "app.py"))
 
 
 def code_only_change(previous: Snapshot | None, current: Snapshot) -> list[str] | None:

@@ -54,25 +54,37 @@ def test_one_place_gives_every_setting_a_value_outside_lambda() -> None:
     assert local["WEBHOOK_DLQ_URL"] == "http://127.0.0.1:4566/0/kumo-x-webhooks-dlq"
 
 
-def test_only_functions_that_push_to_websockets_read_the_management_url():
-    # Given every function
-    pushing = {
+def _reading(variable: str) -> set[str]:
+    """The functions given `variable`: those whose reachable code reads it (infra.access)."""
+    from infra.access import variables_used
+
+    return {
         handler.parent.relative_to(FUNCTIONS).as_posix()
         for handler in handlers()
-        if "WEBSOCKET_MANAGEMENT_URL" in variables_of(handler)
+        if variable in variables_used(handler)
     }
 
-    # Then those that post to connections (fanout, replies on the socket), and no others:
+
+def test_only_functions_that_push_to_websockets_read_the_management_url():
+    # Those that post to connections (fanout, replies on the socket), and no others:
     # not $connect or $disconnect, not the alert reads
-    assert pushing == {
+    assert _reading("WEBSOCKET_MANAGEMENT_URL") == {
         "alerts/delete_alert_rule",
         "alerts/update_alert_rule",
-        "devices/device_post_readings",
-        "devices/ingest_telemetry",
+        "telemetry/device_post_readings",
+        "telemetry/ingest_telemetry",
         "devices/mark_offline",
         "realtime/ws_default",
         "realtime/ws_subscribe",
         "realtime/ws_unsubscribe",
+    }
+
+
+def test_only_functions_that_mint_or_verify_tokens_read_the_jwt_key():
+    assert _reading("JWT_KEY_SECRET_ID") == {
+        "identity/authorizer",
+        "identity/login",
+        "identity/refresh",
     }
 
 

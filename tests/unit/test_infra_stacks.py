@@ -89,7 +89,7 @@ def test_every_source_resource_lands_in_the_stack_that_owns_it(
 def test_functions_have_fixed_names_and_only_the_variables_their_code_reads(
     compiled: dict[str, dict[str, Any]],
 ) -> None:
-    from infra.environment import variables_of
+    from infra.access import variables_used
 
     catalogue = template()["Globals"]["Function"]["Environment"]["Variables"]
     settings = stacks._settings()
@@ -111,7 +111,7 @@ def test_functions_have_fixed_names_and_only_the_variables_their_code_reads(
         assert len(f"kumo-{'s' * 16}-{short}") <= 64, short
         given = set(props["Environment"]["Variables"])
         own = set(source.get("Environment", {}).get("Variables", {}))
-        reads = set(variables_of(stacks.ROOT / source["CodeUri"] / "app.py"))
+        reads = set(variables_used(stacks.ROOT / source["CodeUri"] / "app.py"))
         powertools = {key for key in catalogue if key not in settings}
         assert given <= reads | own | powertools, f"{name} gets {sorted(given - reads - own)}"
 
