@@ -92,4 +92,4 @@ def test_the_mailer_reads_no_webhook_or_websocket_setting():
     variables = variables_of(FUNCTIONS / "tasks" / "mailer" / "app.py")
 
     assert "MAIL_SENDER" in variables
-    assert not {"WEBSOCKET_MANAGEMENT_URL", "JWT_SECRET"} & set(variables)
+    assert not {"WEBSOCKET_MANAGEMENT_URL", "JWT_KEY_SECRET_ID"} & set(variables)
