@@ -488,24 +488,46 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
+def _run_at_import(tree: ast.Module) -> Iterator[ast.AST]:
+    """What importing a module runs: its body and its classes' bodies (a PynamoDB model's Meta
+    reads its table's setting there), decorators and defaults, but no function's body."""
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            todo.extend(node.decorator_list)
+            todo.extend(node.args.defaults)
+            todo.extend(default for default in node.args.kw_defaults if default is not None)
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
 @cache
 def variables_used(handler: Path) -> tuple[str, ...]:
-    """The environment variables behind the settings that the code this handler can reach
-    reads: what its environment is given (infra/stacks.py). Narrower than the imports'
-    `infra.environment.variables_of`, for the reason permissions are: `GET /orgs/{id}` imports
-    the services that send invitations, but calls none of them."""
+    """The environment variables behind the settings this handler's function reads: at import
+    (every module it imports, infra.environment.kumo_modules) and in the code it can call.
+    What its environment is given (infra/stacks.py); narrower than every setting its imports
+    name, because `GET /orgs/{id}` imports the services that send invitations but calls none."""
     if str(LAYER) not in sys.path:
         sys.path.insert(0, str(LAYER))
     from kumo.core.config import variables
 
+    from infra.environment import kumo_modules
+
     known = variables()
-    return tuple(
-        sorted(
-            {
-                known[item.attr].variable
-                for node in reached(_handler_nodes(handler))
-                for item in _walk(node)
-                if isinstance(item, ast.Attribute) and item.attr in known
-            }
-        )
-    )
+    read = {
+        item.attr
+        for node in reached(_handler_nodes(handler))
+        for item in _walk(node)
+        if isinstance(item, ast.Attribute)
+    }
+    read |= {
+        item.attr
+        for path in kumo_modules(handler)
+        for item in _run_at_import(_parsed(path))
+        if isinstance(item, ast.Attribute)
+    }
+    return tuple(sorted(known[name].variable for name in read if name in known))

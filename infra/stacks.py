@@ -9,8 +9,8 @@ must be plain CloudFormation. The sources stay SAM and read as one application (
 
 1. `infra.template.template()` is the root and every context as one SAM template. Each function
    gets a fixed name, `kumo-<stage>-<directory>`, and an environment of only the variables its
-   code reads (`infra.access.variables_used`, from the code its handler can reach); the root's
-   `Globals` environment is the catalogue of values they are taken from.
+   code reads (`infra.access.variables_used`: at import, and in the code its handler can
+   call); the root's `Globals` environment is the catalogue of values they are taken from.
 2. The SAM translator, the same one AWS and the engine run, turns it into CloudFormation.
 3. Each resource it made goes to the stack that owns the SAM resource it came from.
 4. A reference that crosses stacks becomes a parameter of the child when it points into the
