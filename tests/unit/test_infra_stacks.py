@@ -155,3 +155,57 @@ def test_a_resource_another_stack_uses_needs_a_fixed_name() -> None:
     assert stacks.fixed_name(queue, "Queue", "Arn") == (
         "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:kumo-${Stage}-q"
     )
+
+
+_IMPORT_EACH = """
+import importlib, json, os, sys
+failed = {}
+for code_dir, variables in json.load(sys.stdin).items():
+    for name in [m for m in sys.modules if m == "app" or m == "kumo" or m.startswith("kumo.")]:
+        del sys.modules[name]
+    os.environ.clear()
+    os.environ.update(variables)
+    sys.path[:1] = [code_dir]
+    try:
+        importlib.import_module("app")
+    except Exception as error:
+        failed[code_dir] = repr(error)
+print(json.dumps(failed))
+"""
+
+
+def test_each_function_imports_with_only_its_environment(
+    compiled: dict[str, dict[str, Any]],
+) -> None:
+    """What Lambda does at init: import the handler with only the function's variables. A
+    setting read at import (a model's Meta names its table) that the environment lacks fails
+    here, not on the first request."""
+    import json
+    import subprocess
+    import sys
+
+    from infra.environment import environment_for
+
+    values = environment_for("x", account="123456789012", websocket_url="https://ws")
+    plan = {}
+    for body in compiled.values():
+        for name, resource in body["Resources"].items():
+            if resource["Type"] != "AWS::Lambda::Function":
+                continue
+            code = stacks.ROOT / template()["Resources"][name]["Properties"]["CodeUri"]
+            given = resource["Properties"]["Environment"]["Variables"]
+            plan[str(code)] = {
+                "AWS_DEFAULT_REGION": "us-east-1",
+                **{key: values.get(key, "x") for key in given},
+            }
+    layer = str(stacks.ROOT / "layers" / "common")
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", _IMPORT_EACH],
+        input=json.dumps(plan),
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": layer, "PATH": "/usr/bin:/bin"},
+        check=True,
+        timeout=300,
+    )
+    assert json.loads(result.stdout.splitlines()[-1]) == {}
