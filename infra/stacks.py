@@ -91,17 +91,24 @@ def environment_of(
     """The variables a function gets: the settings its code reads, its own, and the catalogue's
     variables that are not Kumo settings (Powertools' own, which every function reads).
 
-    A variable that the template gives functions one by one (`granted`, such as a signing
-    key's secret id, which goes with an IAM grant) is not taken from the catalogue: the
-    imports over-approximate what a function reads, and such a variable is a decision."""
+    A variable that the template gives functions one by one (`granted`: a signing key's
+    secret id goes with the IAM grant on the secret) is never taken from the catalogue; a
+    function that reads one without a default must be given it in its own Environment."""
     from infra.access import variables_used
 
     own: dict[str, Any] = props.get("Environment", {}).get("Variables", {})
     variables = {key: value for key, value in catalogue.items() if key not in settings}
     handler = ROOT / str(props["CodeUri"]) / "app.py"
     for variable in variables_used(handler):
-        if variable in own or variable in granted:
+        if variable in own:
             continue
+        if variable in granted and settings[variable].default is None:
+            raise CompileError(
+                f"{name} reads {variable}: give it in the function's own Environment, "
+                "with the grant that goes with it"
+            )
+        if variable in granted:
+            continue  # its default serves a function the template does not give it to
         if variable in catalogue:
             variables[variable] = catalogue[variable]
         elif settings[variable].default is None:
