@@ -3,7 +3,7 @@
 Roles: a viewer reads, a member acknowledges, an admin manages rules. Tenant isolation: the
 caller's membership of the rule's or alert's org is loaded first, and a rule or alert of an
 org the caller is not in answers the same 404 as one that does not exist. The per-org rule
-limit is a condition in the create and delete transactions (as in kumo.tasks.scheduled).
+limit is a condition in the create and delete transactions (as in kumo.tasks.scheduled_tasks).
 Evaluation on ingestion lives in kumo.alerts.evaluate; changing and deleting a rule, which
 resolves its open alerts, in kumo.alerts.rule_changes.
 """

@@ -37,7 +37,7 @@ from kumo.tasks.models import (
     scheduled_key,
     url_claim_key,
 )
-from kumo.tasks.schedule import Schedule, ScheduleError, TimeZoneError, parse_schedule
+from kumo.tasks.schedule_expressions import Schedule, ScheduleError, TimeZoneError, parse_schedule
 from kumo.tasks.schemas import (
     CreateScheduledTaskRequest,
     RunOut,
