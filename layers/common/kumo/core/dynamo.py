@@ -1,11 +1,14 @@
-"""DynamoDB write helpers every context shares: guarded transactions, failed conditions."""
+"""DynamoDB helpers every context shares: reads that may miss, guarded transactions, failed
+conditions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
+from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from kumo.core import aws
@@ -13,6 +16,26 @@ from kumo.core.errors import Conflict, KumoError
 
 # Called after a transaction was cancelled: re-reads and names the rule it broke, or None.
 Explain = Callable[[], KumoError | None]
+
+
+def get_or_none[M: Model](
+    model: type[M],
+    hash_key: Any,
+    range_key: Any | None = None,
+    *,
+    consistent_read: bool = False,
+    attributes_to_get: Sequence[str] | None = None,
+) -> M | None:
+    """The item, or None when there is none: most callers answer a miss with a 404 of their own."""
+    try:
+        return model.get(
+            hash_key,
+            range_key,
+            consistent_read=consistent_read,
+            attributes_to_get=attributes_to_get,
+        )
+    except DoesNotExist:
+        return None
 
 
 @contextmanager

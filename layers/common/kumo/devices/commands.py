@@ -24,7 +24,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 
 from kumo.core import batch, clock, dynamo, metrics
@@ -108,12 +108,12 @@ def command_out(command: CommandModel) -> CommandOut:
 def _find(device_id: str, command_id: str) -> CommandModel:
     if not is_id(command_id):
         raise NotFound(_NO_COMMAND)
-    try:
-        return CommandModel.get(
-            device_key(device_id), command_sort_key(command_id), consistent_read=True
-        )
-    except DoesNotExist as error:
-        raise NotFound(_NO_COMMAND) from error
+    command = dynamo.get_or_none(
+        CommandModel, device_key(device_id), command_sort_key(command_id), consistent_read=True
+    )
+    if command is None:
+        raise NotFound(_NO_COMMAND)
+    return command
 
 
 def _observe(command: CommandModel, now: str) -> CommandModel:

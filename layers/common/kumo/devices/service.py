@@ -48,10 +48,7 @@ _NO_DEVICE = "No such device."
 def _find(device_id: str) -> DeviceModel | None:
     if not is_id(device_id):
         return None
-    try:
-        return DeviceModel.get(device_key(device_id), META, consistent_read=True)
-    except DoesNotExist:
-        return None
+    return dynamo.get_or_none(DeviceModel, device_key(device_id), META, consistent_read=True)
 
 
 def get_device_for(user_id: str, device_id: str, minimum_role: OrgRole) -> DeviceModel:

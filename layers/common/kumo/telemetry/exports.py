@@ -262,12 +262,11 @@ def _enqueue(export: ExportModel) -> None:
 def find(device_id: str, export_id: str) -> ExportModel:
     if not is_id(export_id):
         raise NotFound(_NO_EXPORT)
-    try:
-        export = ExportModel.get(
-            export_partition(device_id), export_sort_key(export_id), consistent_read=True
-        )
-    except DoesNotExist as error:
-        raise NotFound(_NO_EXPORT) from error
+    export = dynamo.get_or_none(
+        ExportModel, export_partition(device_id), export_sort_key(export_id), consistent_read=True
+    )
+    if export is None:
+        raise NotFound(_NO_EXPORT)
     if int(export.expires_at) * 1000 <= int(clock.now() * 1000):
         raise NotFound(_NO_EXPORT)  # past its week; the TTL has not removed it yet
     return export
