@@ -1,5 +1,5 @@
-"""DynamoDB helpers every context shares: reads that may miss, guarded transactions, failed
-conditions."""
+"""DynamoDB helpers every context shares: reads that may miss, conditional updates, guarded
+transactions, failed conditions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -36,6 +38,19 @@ def get_or_none[M: Model](
         )
     except DoesNotExist:
         return None
+
+
+def conditional_update(item: Model, *, actions: list[Action], condition: Condition) -> bool:
+    """Apply `actions` if `condition` holds (True). Otherwise (False) `item` is re-read, so
+    the caller goes on from what another writer left rather than from its stale copy."""
+    try:
+        item.update(actions=actions, condition=condition)
+    except UpdateError as error:
+        if not condition_failed(error):
+            raise
+        item.refresh(consistent_read=True)
+        return False
+    return True
 
 
 @contextmanager

@@ -365,20 +365,17 @@ def _release(export: ExportModel) -> None:
 
 def fail(export: ExportModel, reason: str) -> None:
     """Unfinished → failed with `reason`; one that finished meanwhile is left as it is."""
-    try:
-        export.update(
-            actions=[
-                ExportModel.status.set("failed"),
-                ExportModel.error.set(reason),
-                ExportModel.finished_at.set(clock.utc_iso()),
-                ExportModel.lease_until_ms.remove(),
-            ],
-            condition=ExportModel.status.is_in(*ACTIVE),
-        )
-    except UpdateError as error:
-        if not dynamo.condition_failed(error):
-            raise
-        export.refresh(consistent_read=True)
+    failed = dynamo.conditional_update(
+        export,
+        actions=[
+            ExportModel.status.set("failed"),
+            ExportModel.error.set(reason),
+            ExportModel.finished_at.set(clock.utc_iso()),
+            ExportModel.lease_until_ms.remove(),
+        ],
+        condition=ExportModel.status.is_in(*ACTIVE),
+    )
+    if not failed:
         return
     logger.info("export failed", export_id=export.export_id, reason=reason)
     _release(export)
@@ -386,27 +383,21 @@ def fail(export: ExportModel, reason: str) -> None:
 
 def claim(export: ExportModel, run_id: str, lease_until_ms: int, now_ms: int) -> bool:
     """queued, or running under a lapsed lease (its build died) → running under this run."""
-    try:
-        export.update(
-            actions=[
-                ExportModel.status.set("running"),
-                ExportModel.run_id.set(run_id),
-                ExportModel.lease_until_ms.set(lease_until_ms),
-                ExportModel.attempts.add(1),
-                ExportModel.started_at.set(clock.utc_iso(now_ms / 1000)),
-            ],
-            condition=(
-                (ExportModel.status == "queued")
-                | ((ExportModel.status == "running") & (ExportModel.lease_until_ms < now_ms))
-            )
-            & (ExportModel.deadline_ms >= now_ms),
+    return dynamo.conditional_update(
+        export,
+        actions=[
+            ExportModel.status.set("running"),
+            ExportModel.run_id.set(run_id),
+            ExportModel.lease_until_ms.set(lease_until_ms),
+            ExportModel.attempts.add(1),
+            ExportModel.started_at.set(clock.utc_iso(now_ms / 1000)),
+        ],
+        condition=(
+            (ExportModel.status == "queued")
+            | ((ExportModel.status == "running") & (ExportModel.lease_until_ms < now_ms))
         )
-    except UpdateError as error:
-        if not dynamo.condition_failed(error):
-            raise
-        export.refresh(consistent_read=True)
-        return False
-    return True
+        & (ExportModel.deadline_ms >= now_ms),
+    )
 
 
 def finish(export: ExportModel, run_id: str, rows: int, size: int) -> bool:
