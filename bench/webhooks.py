@@ -83,7 +83,7 @@ def _seed(count: int, receiver_base: str, owner: str) -> list[str]:
         owner_key,
         scheduled_key,
     )
-    from kumo.tasks.scheduled import slot_text
+    from kumo.tasks.scheduled_tasks import slot_text
 
     slot = slot_text(datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1))
     ids = [f"BENCH{uuid.uuid4().hex[:21].upper()}" for _ in range(count)]

@@ -15,7 +15,7 @@ from kumo.core.config import get_settings
 from kumo.core.ids import new_id
 from kumo.devices import commands, status
 from kumo.devices.schemas import CommandResultRequest, SendCommandRequest
-from kumo.tasks import scheduled
+from kumo.tasks import scheduled_tasks
 from kumo.tasks import service as tasks
 from kumo.tasks.schemas import CreateScheduledTaskRequest
 
@@ -271,8 +271,10 @@ def webhook_record(receiver: Receiver, path: str, *, receive_count: int = 1) -> 
     request = CreateScheduledTaskRequest(
         url=f"{receiver.base}{path}", name="metrics", schedule="0 0 1 1 *"
     )
-    task, _ = scheduled.create_task(owner_id=new_id(), request=request)
-    scheduled.send_run(task_id=task.task_id, slot="2090-01-01T10:05:00.000Z", trigger="schedule")
+    task, _ = scheduled_tasks.create_task(owner_id=new_id(), request=request)
+    scheduled_tasks.send_run(
+        task_id=task.task_id, slot="2090-01-01T10:05:00.000Z", trigger="schedule"
+    )
     (message,) = boto3.client("sqs").receive_message(QueueUrl=WEBHOOK_QUEUE_URL)["Messages"]
     return {
         "messageId": message["MessageId"],

@@ -12,7 +12,7 @@ import pytest
 from kumo.core import clock
 from kumo.core.config import get_settings
 from kumo.core.ids import new_id
-from kumo.tasks import scheduled, service, worker
+from kumo.tasks import scheduled_tasks, service, worker
 from kumo.tasks.models import (
     RUN_PREFIX,
     RunModel,
@@ -67,7 +67,7 @@ def create_task(
     """A scheduled task calling the receiver; answers it and its signing secret."""
     fields = {"name": "worker", "schedule": FAR_FUTURE, **fields}
     request = CreateScheduledTaskRequest(url=f"{receiver.base}{path}", **fields)
-    return scheduled.create_task(owner_id=owner_id or new_id(), request=request)
+    return scheduled_tasks.create_task(owner_id=owner_id or new_id(), request=request)
 
 
 def receive_record(*, receive_count: int = 1, visibility: int = 30) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def receive_record(*, receive_count: int = 1, visibility: int = 30) -> dict[str,
 def queued_record(
     task_id: str, slot: str = SLOT, trigger: str = "schedule", **kwargs: Any
 ) -> dict[str, Any]:
-    scheduled.send_run(task_id=task_id, slot=slot, trigger=trigger)
+    scheduled_tasks.send_run(task_id=task_id, slot=slot, trigger=trigger)
     return receive_record(**kwargs)
 
 
@@ -176,7 +176,7 @@ def test_webhook_worker_signs_call_with_task_secret(receiver):
     # Then the receiver verifies the signature with that secret, over the exact body
     (call,) = receiver.calls_to("/hook")
     assert call.signature_valid(secret)
-    assert not call.signature_valid(scheduled.webhook.new_secret())
+    assert not call.signature_valid(scheduled_tasks.webhook.new_secret())
     assert json.loads(call.body) == {"report": "daily"}
     assert call.header("Kumo-Delivery") == f"{task.task_id}:{SLOT}"
     assert call.header("Kumo-Attempt") == "1"
@@ -186,7 +186,7 @@ def test_webhook_worker_signs_with_rotated_secret(receiver):
     # Given a task whose secret was rotated after creation
     owner = new_id()
     task, old_secret = create_task(receiver, owner_id=owner)
-    new_secret = scheduled.rotate_secret(owner_id=owner, task_id=task.task_id)
+    new_secret = scheduled_tasks.rotate_secret(owner_id=owner, task_id=task.task_id)
     record = queued_record(task.task_id)
 
     # When the worker delivers it
@@ -359,7 +359,7 @@ def test_webhook_worker_runs_manual_run_made_on_a_scheduled_minute(receiver, mon
     owner = new_id()
     task, _ = create_task(receiver, owner_id=owner, schedule="*/5 * * * *")
     monkeypatch.setattr(clock, "now", lambda: datetime(2090, 1, 1, 10, 5, tzinfo=UTC).timestamp())
-    scheduled.run_now(owner_id=owner, task_id=task.task_id)
+    scheduled_tasks.run_now(owner_id=owner, task_id=task.task_id)
     manual = receive_record()
     scheduled_slot = queued_record(task.task_id, slot=SLOT, trigger="schedule")
 
@@ -463,7 +463,7 @@ def test_webhook_worker_skips_scheduled_slot_of_paused_task(receiver):
     owner = new_id()
     task, _ = create_task(receiver, owner_id=owner)
     record = queued_record(task.task_id)
-    scheduled.update_task(
+    scheduled_tasks.update_task(
         owner_id=owner, task_id=task.task_id, request=UpdateScheduledTaskRequest(paused=True)
     )
 
@@ -481,7 +481,7 @@ def test_webhook_worker_runs_manual_slot_of_paused_task(receiver):
     # Given a paused task run by hand
     owner = new_id()
     task, _ = create_task(receiver, owner_id=owner, paused=True)
-    slot = scheduled.run_now(owner_id=owner, task_id=task.task_id)
+    slot = scheduled_tasks.run_now(owner_id=owner, task_id=task.task_id)
     record = receive_record()
 
     # When the worker handles the manual run
@@ -499,7 +499,7 @@ def test_webhook_worker_skips_deleted_task(receiver):
     owner = new_id()
     task, _ = create_task(receiver, owner_id=owner)
     record = queued_record(task.task_id)
-    scheduled.delete_task(owner_id=owner, task_id=task.task_id)
+    scheduled_tasks.delete_task(owner_id=owner, task_id=task.task_id)
 
     # When the worker handles it
     failed = handle(record)
@@ -516,7 +516,7 @@ def test_webhook_worker_uses_task_as_it_is_at_delivery(receiver):
     owner = new_id()
     task, _ = create_task(receiver, path="/before", owner_id=owner)
     record = queued_record(task.task_id)
-    scheduled.update_task(
+    scheduled_tasks.update_task(
         owner_id=owner,
         task_id=task.task_id,
         request=UpdateScheduledTaskRequest(url=f"{receiver.base}/after"),
@@ -623,7 +623,7 @@ def test_webhook_worker_runs_one_off_webhook_once(receiver):
     handle(record)
 
     # When a duplicate message for it arrives
-    scheduled.send_run(task_id=task_id, slot="once", trigger="once")
+    scheduled_tasks.send_run(task_id=task_id, slot="once", trigger="once")
     failed = handle(receive_record())
 
     # Then the receiver was called once

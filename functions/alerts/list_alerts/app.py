@@ -6,6 +6,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from kumo.alerts import service
 from kumo.alerts.schemas import AlertOut, AlertState
 from kumo.core.api import current_principal, http_handler, make_resolver
+from kumo.core.list_params import Cursor, Limit
 from kumo.core.pagination import Page
 
 app = make_resolver()
@@ -15,8 +16,8 @@ app = make_resolver()
 def list_alerts(
     org_id: Annotated[str, Query(min_length=26, max_length=26)],
     state: AlertState | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=100)] = None,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
 ) -> Page[AlertOut]:
     alerts, next_cursor = service.list_alerts(
         user_id=current_principal(app).user_id,

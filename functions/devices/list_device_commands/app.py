@@ -1,9 +1,7 @@
 """GET /api/v1/devices/{device_id}/commands: a device's commands, newest first, by status."""
 
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from kumo.core.api import current_principal, http_handler, make_resolver
+from kumo.core.list_params import Cursor, Limit
 from kumo.core.pagination import Page
 from kumo.devices import commands
 from kumo.devices.schemas import CommandOut, CommandStatus
@@ -15,8 +13,8 @@ app = make_resolver()
 def list_device_commands(
     device_id: str,
     status: CommandStatus | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=100)] = None,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
 ) -> Page[CommandOut]:
     found, next_cursor = commands.list_commands(
         user_id=current_principal(app).user_id,

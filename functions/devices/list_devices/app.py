@@ -4,6 +4,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from kumo.core.api import current_principal, http_handler, make_resolver
+from kumo.core.list_params import Cursor, Limit
 from kumo.core.pagination import Page
 from kumo.devices import service
 from kumo.devices.schemas import Connectivity, DeviceOut
@@ -15,8 +16,8 @@ app = make_resolver()
 def list_devices(
     org_id: Annotated[str, Query(min_length=26, max_length=26)],
     status: Connectivity | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=100)] = None,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
 ) -> Page[DeviceOut]:
     devices, next_cursor = service.list_devices(
         user_id=current_principal(app).user_id,

@@ -1,7 +1,7 @@
 """PATCH /api/v1/scheduled-tasks/{task_id}: change a task's schedule, target, or pause/resume it."""
 
 from kumo.core.api import current_principal, http_handler, make_resolver
-from kumo.tasks import scheduled
+from kumo.tasks import scheduled_tasks
 from kumo.tasks.schemas import ScheduledTaskOut, UpdateScheduledTaskRequest
 
 app = make_resolver()
@@ -9,10 +9,10 @@ app = make_resolver()
 
 @app.patch("/api/v1/scheduled-tasks/<task_id>", tags=["scheduled-tasks"])
 def update_scheduled_task(task_id: str, body: UpdateScheduledTaskRequest) -> ScheduledTaskOut:
-    task = scheduled.update_task(
+    task = scheduled_tasks.update_task(
         owner_id=current_principal(app).user_id, task_id=task_id, request=body
     )
-    return scheduled.task_out(task)
+    return scheduled_tasks.task_out(task)
 
 
 lambda_handler = http_handler(app)

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from kumo.core.api import current_principal, http_handler, make_resolver
+from kumo.core.list_params import Cursor, Limit
 from kumo.core.pagination import Page
 from kumo.telemetry import archive
 from kumo.telemetry.schemas import ArchiveOut
@@ -16,8 +17,8 @@ def list_device_archives(
     device_id: str,
     start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
-    limit: Annotated[int | None, Query(ge=1, le=100)] = None,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
 ) -> Page[ArchiveOut]:
     archives, next_cursor = archive.list_archives(
         user_id=current_principal(app).user_id,

@@ -3,7 +3,7 @@
 Roles: a viewer reads, a member acknowledges, an admin manages rules. Tenant isolation: the
 caller's membership of the rule's or alert's org is loaded first, and a rule or alert of an
 org the caller is not in answers the same 404 as one that does not exist. The per-org rule
-limit is a condition in the create and delete transactions (as in kumo.tasks.scheduled).
+limit is a condition in the create and delete transactions (as in kumo.tasks.scheduled_tasks).
 Evaluation on ingestion lives in kumo.alerts.evaluate; changing and deleting a rule, which
 resolves its open alerts, in kumo.alerts.rule_changes.
 """
@@ -113,10 +113,12 @@ def get_rule_for(user_id: str, rule_id: str, minimum_role: OrgRole) -> AlertRule
     if org_id is None:
         raise NotFound(NO_RULE)
     _member_or_not_found(org_id, user_id, minimum_role, NO_RULE)
-    try:
-        return AlertRuleModel.get(org_key(org_id), rule_sort_key(rule_id), consistent_read=True)
-    except DoesNotExist as error:
-        raise NotFound(NO_RULE) from error
+    rule = dynamo.get_or_none(
+        AlertRuleModel, org_key(org_id), rule_sort_key(rule_id), consistent_read=True
+    )
+    if rule is None:
+        raise NotFound(NO_RULE)
+    return rule
 
 
 def create_rule(*, user_id: str, request: CreateAlertRuleRequest) -> AlertRuleModel:
@@ -213,10 +215,12 @@ def get_alert_for(user_id: str, alert_id: str, minimum_role: OrgRole) -> AlertMo
     if org_id is None:
         raise NotFound(_NO_ALERT)
     _member_or_not_found(org_id, user_id, minimum_role, _NO_ALERT)
-    try:
-        return AlertModel.get(org_key(org_id), alert_sort_key(alert_id), consistent_read=True)
-    except DoesNotExist as error:
-        raise NotFound(_NO_ALERT) from error
+    alert = dynamo.get_or_none(
+        AlertModel, org_key(org_id), alert_sort_key(alert_id), consistent_read=True
+    )
+    if alert is None:
+        raise NotFound(_NO_ALERT)
+    return alert
 
 
 def list_alerts(

@@ -24,7 +24,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import Condition
 
 from kumo.core import batch, clock, dynamo, metrics
@@ -108,28 +107,25 @@ def command_out(command: CommandModel) -> CommandOut:
 def _find(device_id: str, command_id: str) -> CommandModel:
     if not is_id(command_id):
         raise NotFound(_NO_COMMAND)
-    try:
-        return CommandModel.get(
-            device_key(device_id), command_sort_key(command_id), consistent_read=True
-        )
-    except DoesNotExist as error:
-        raise NotFound(_NO_COMMAND) from error
+    command = dynamo.get_or_none(
+        CommandModel, device_key(device_id), command_sort_key(command_id), consistent_read=True
+    )
+    if command is None:
+        raise NotFound(_NO_COMMAND)
+    return command
 
 
 def _observe(command: CommandModel, now: str) -> CommandModel:
     """The command as it stands at `now`: a pending one past its expiry is written expired."""
     if command.status in PENDING and now > command.expires_at_iso:
-        try:
-            command.update(
-                actions=[CommandModel.status.set("expired")],
-                condition=CommandModel.status.is_in(*PENDING),
-            )
+        expired = dynamo.conditional_update(
+            command,
+            actions=[CommandModel.status.set("expired")],
+            condition=CommandModel.status.is_in(*PENDING),
+        )
+        if expired:
             metrics.count(metrics.COMMANDS_EXPIRED)
             logger.info("command expired", command_id=command.command_id)
-        except UpdateError as error:
-            if not dynamo.condition_failed(error):
-                raise
-            command.refresh(consistent_read=True)
     return command
 
 
@@ -256,15 +252,11 @@ def pending_commands(device_id: str) -> list[CommandModel]:
 
 
 def _mark_delivered(command: CommandModel, now: str) -> None:
-    try:
-        command.update(
-            actions=[CommandModel.status.set("delivered"), CommandModel.delivered_at.set(now)],
-            condition=(CommandModel.status == "queued") & (CommandModel.expires_at_iso >= now),
-        )
-    except UpdateError as error:
-        if not dynamo.condition_failed(error):
-            raise
-        command.refresh(consistent_read=True)
+    dynamo.conditional_update(
+        command,
+        actions=[CommandModel.status.set("delivered"), CommandModel.delivered_at.set(now)],
+        condition=(CommandModel.status == "queued") & (CommandModel.expires_at_iso >= now),
+    )
 
 
 def report_result(
@@ -298,16 +290,12 @@ def report_result(
             )
         if request.status == "delivered" and command.status == "delivered":
             return command
-        try:
-            command.update(
-                actions=_result_actions(request, result_json, now),
-                condition=CommandModel.status.is_in(*PENDING)
-                & (CommandModel.expires_at_iso >= now),
-            )
-        except UpdateError as error:
-            if not dynamo.condition_failed(error):
-                raise
-            command.refresh(consistent_read=True)
+        recorded = dynamo.conditional_update(
+            command,
+            actions=_result_actions(request, result_json, now),
+            condition=CommandModel.status.is_in(*PENDING) & (CommandModel.expires_at_iso >= now),
+        )
+        if not recorded:
             continue
         if request.status == "succeeded":
             metrics.count(metrics.COMMANDS_SUCCEEDED)

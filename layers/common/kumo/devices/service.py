@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist
 
 from kumo.core import clock, dynamo
 from kumo.core.config import get_settings
@@ -48,10 +48,7 @@ _NO_DEVICE = "No such device."
 def _find(device_id: str) -> DeviceModel | None:
     if not is_id(device_id):
         return None
-    try:
-        return DeviceModel.get(device_key(device_id), META, consistent_read=True)
-    except DoesNotExist:
-        return None
+    return dynamo.get_or_none(DeviceModel, device_key(device_id), META, consistent_read=True)
 
 
 def get_device_for(user_id: str, device_id: str, minimum_role: OrgRole) -> DeviceModel:
@@ -276,22 +273,19 @@ def report_config(*, device_id: str, version: int, config: dict[str, Any]) -> De
     if version > int(device.config_version):
         message = f"Version {version} was never set; the latest is {int(device.config_version)}."
         raise invalid("version", message)
-    try:
-        device.update(
-            actions=[
-                DeviceModel.reported_config_json.set(_config_json(config)),
-                DeviceModel.reported_version.set(version),
-            ],
-            condition=DeviceModel.pk.exists()
-            & (
-                DeviceModel.reported_version.does_not_exist()
-                | (DeviceModel.reported_version <= version)
-            ),
-        )
-    except UpdateError as error:
-        if not dynamo.condition_failed(error):
-            raise
-        device.refresh(consistent_read=True)
+    recorded = dynamo.conditional_update(
+        device,
+        actions=[
+            DeviceModel.reported_config_json.set(_config_json(config)),
+            DeviceModel.reported_version.set(version),
+        ],
+        condition=DeviceModel.pk.exists()
+        & (
+            DeviceModel.reported_version.does_not_exist()
+            | (DeviceModel.reported_version <= version)
+        ),
+    )
+    if not recorded:
         logger.info(
             "stale config report ignored",
             device_id=device_id,

@@ -11,7 +11,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, U
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from kumo.core import aws, clock
+from kumo.core import aws, clock, dynamo
 from kumo.core.config import get_settings
 from kumo.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from kumo.core.ids import new_id
@@ -58,21 +58,17 @@ class Session:
 
 
 def get_user(user_id: str) -> UserModel:
-    try:
-        return UserModel.get(user_key(user_id), "PROFILE")
-    except DoesNotExist as error:
-        raise NotFound("No such user.") from error
+    user = dynamo.get_or_none(UserModel, user_key(user_id), "PROFILE")
+    if user is None:
+        raise NotFound("No such user.")
+    return user
 
 
 def find_user_by_email(email: str) -> UserModel | None:
-    try:
-        claim = EmailClaimModel.get(email_key(email), "EMAIL")
-    except DoesNotExist:
+    claim = dynamo.get_or_none(EmailClaimModel, email_key(email), "EMAIL")
+    if claim is None:
         return None
-    try:
-        return UserModel.get(user_key(claim.user_id), "PROFILE")
-    except DoesNotExist:
-        return None
+    return dynamo.get_or_none(UserModel, user_key(claim.user_id), "PROFILE")
 
 
 def register(
@@ -361,10 +357,7 @@ def logout(raw_token: str | None) -> None:
 
 
 def _get_family(user_id: str, family_id: str) -> TokenFamilyModel | None:
-    try:
-        return TokenFamilyModel.get(user_key(user_id), family_sort_key(family_id))
-    except DoesNotExist:
-        return None
+    return dynamo.get_or_none(TokenFamilyModel, user_key(user_id), family_sort_key(family_id))
 
 
 def _revoke_family(family: TokenFamilyModel, *, reason: str) -> None:

@@ -69,10 +69,7 @@ def _plausible_user_id(user_id: str) -> bool:
 def _find_member(org_id: str, user_id: str) -> MembershipModel | None:
     if not is_id(org_id) or not _plausible_user_id(user_id):
         return None
-    try:
-        return MembershipModel.get(org_key(org_id), member_sort_key(user_id))
-    except DoesNotExist:
-        return None
+    return dynamo.get_or_none(MembershipModel, org_key(org_id), member_sort_key(user_id))
 
 
 def get_membership(org_id: str, user_id: str) -> MembershipModel:
@@ -91,10 +88,10 @@ def require_org_role(org_id: str, user_id: str, minimum_role: OrgRole) -> Member
 
 
 def _get_org(org_id: str) -> OrgModel:
-    try:
-        return OrgModel.get(org_key(org_id), META)
-    except DoesNotExist as error:
-        raise NotFound(_NO_ORG) from error
+    org = dynamo.get_or_none(OrgModel, org_key(org_id), META)
+    if org is None:
+        raise NotFound(_NO_ORG)
+    return org
 
 
 def _owned_count(user_id: str) -> int:
@@ -535,10 +532,11 @@ def revoke_invitation(*, org_id: str, actor_id: str, invitation_id: str) -> None
     require_org_role(org_id, actor_id, "admin")
     if not is_id(invitation_id):
         raise NotFound("No such invitation.")
-    try:
-        invitation = InvitationModel.get(org_key(org_id), invite_sort_key(invitation_id))
-    except DoesNotExist as error:
-        raise NotFound("No such invitation.") from error
+    invitation = dynamo.get_or_none(
+        InvitationModel, org_key(org_id), invite_sort_key(invitation_id)
+    )
+    if invitation is None:
+        raise NotFound("No such invitation.")
     with dynamo.transaction(lambda: None, changed=_CHANGED) as transaction:
         _delete_invitation(transaction, invitation)
     logger.info("invitation revoked", org_id=org_id, invitation_id=invitation_id)

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist
 
-from kumo.core import aws, clock, metrics
+from kumo.core import aws, clock, dynamo, metrics
 from kumo.core.config import get_settings
 from kumo.core.errors import NotFound, ValidationFailed, invalid
 from kumo.core.ids import is_id, new_id
@@ -146,10 +145,9 @@ def task_status(task_id: str) -> AdminTaskOut:
 
     if not is_id(task_id):
         raise NotFound("No such task.")
-    try:
-        email = EmailTaskModel.get(task_key(task_id), "TASK")
-    except DoesNotExist as error:
-        raise NotFound("No such task.") from error
+    email = dynamo.get_or_none(EmailTaskModel, task_key(task_id), "TASK")
+    if email is None:
+        raise NotFound("No such task.")
     if email.kind == "email":
         return AdminTaskOut(
             id=task_id,

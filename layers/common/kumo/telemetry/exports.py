@@ -262,12 +262,11 @@ def _enqueue(export: ExportModel) -> None:
 def find(device_id: str, export_id: str) -> ExportModel:
     if not is_id(export_id):
         raise NotFound(_NO_EXPORT)
-    try:
-        export = ExportModel.get(
-            export_partition(device_id), export_sort_key(export_id), consistent_read=True
-        )
-    except DoesNotExist as error:
-        raise NotFound(_NO_EXPORT) from error
+    export = dynamo.get_or_none(
+        ExportModel, export_partition(device_id), export_sort_key(export_id), consistent_read=True
+    )
+    if export is None:
+        raise NotFound(_NO_EXPORT)
     if int(export.expires_at) * 1000 <= int(clock.now() * 1000):
         raise NotFound(_NO_EXPORT)  # past its week; the TTL has not removed it yet
     return export
@@ -366,20 +365,17 @@ def _release(export: ExportModel) -> None:
 
 def fail(export: ExportModel, reason: str) -> None:
     """Unfinished → failed with `reason`; one that finished meanwhile is left as it is."""
-    try:
-        export.update(
-            actions=[
-                ExportModel.status.set("failed"),
-                ExportModel.error.set(reason),
-                ExportModel.finished_at.set(clock.utc_iso()),
-                ExportModel.lease_until_ms.remove(),
-            ],
-            condition=ExportModel.status.is_in(*ACTIVE),
-        )
-    except UpdateError as error:
-        if not dynamo.condition_failed(error):
-            raise
-        export.refresh(consistent_read=True)
+    failed = dynamo.conditional_update(
+        export,
+        actions=[
+            ExportModel.status.set("failed"),
+            ExportModel.error.set(reason),
+            ExportModel.finished_at.set(clock.utc_iso()),
+            ExportModel.lease_until_ms.remove(),
+        ],
+        condition=ExportModel.status.is_in(*ACTIVE),
+    )
+    if not failed:
         return
     logger.info("export failed", export_id=export.export_id, reason=reason)
     _release(export)
@@ -387,27 +383,21 @@ def fail(export: ExportModel, reason: str) -> None:
 
 def claim(export: ExportModel, run_id: str, lease_until_ms: int, now_ms: int) -> bool:
     """queued, or running under a lapsed lease (its build died) → running under this run."""
-    try:
-        export.update(
-            actions=[
-                ExportModel.status.set("running"),
-                ExportModel.run_id.set(run_id),
-                ExportModel.lease_until_ms.set(lease_until_ms),
-                ExportModel.attempts.add(1),
-                ExportModel.started_at.set(clock.utc_iso(now_ms / 1000)),
-            ],
-            condition=(
-                (ExportModel.status == "queued")
-                | ((ExportModel.status == "running") & (ExportModel.lease_until_ms < now_ms))
-            )
-            & (ExportModel.deadline_ms >= now_ms),
+    return dynamo.conditional_update(
+        export,
+        actions=[
+            ExportModel.status.set("running"),
+            ExportModel.run_id.set(run_id),
+            ExportModel.lease_until_ms.set(lease_until_ms),
+            ExportModel.attempts.add(1),
+            ExportModel.started_at.set(clock.utc_iso(now_ms / 1000)),
+        ],
+        condition=(
+            (ExportModel.status == "queued")
+            | ((ExportModel.status == "running") & (ExportModel.lease_until_ms < now_ms))
         )
-    except UpdateError as error:
-        if not dynamo.condition_failed(error):
-            raise
-        export.refresh(consistent_read=True)
-        return False
-    return True
+        & (ExportModel.deadline_ms >= now_ms),
+    )
 
 
 def finish(export: ExportModel, run_id: str, rows: int, size: int) -> bool:

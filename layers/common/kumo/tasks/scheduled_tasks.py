@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import DoesNotExist
 
 from kumo.core import aws, clock, dynamo
 from kumo.core.config import get_settings
@@ -37,7 +36,7 @@ from kumo.tasks.models import (
     scheduled_key,
     url_claim_key,
 )
-from kumo.tasks.schedule import Schedule, ScheduleError, TimeZoneError, parse_schedule
+from kumo.tasks.schedule_expressions import Schedule, ScheduleError, TimeZoneError, parse_schedule
 from kumo.tasks.schemas import (
     CreateScheduledTaskRequest,
     RunOut,
@@ -118,11 +117,8 @@ def _now() -> datetime:
 def get_task(*, owner_id: str, task_id: str) -> ScheduledTaskModel:
     if not is_id(task_id):
         raise NotFound(_NO_TASK)
-    try:
-        task = ScheduledTaskModel.get(scheduled_key(task_id), META)
-    except DoesNotExist as error:
-        raise NotFound(_NO_TASK) from error
-    if task.owner_id != owner_id:
+    task = dynamo.get_or_none(ScheduledTaskModel, scheduled_key(task_id), META)
+    if task is None or task.owner_id != owner_id:
         raise NotFound(_NO_TASK)
     return task
 
@@ -194,10 +190,8 @@ def run_out(run: RunModel) -> RunOut:
 
 
 def _existing_for_url(owner_id: str, digest: str) -> str | None:
-    try:
-        return str(UrlClaimModel.get(owner_key(owner_id), url_claim_key(digest)).task_id)
-    except DoesNotExist:
-        return None
+    claim = dynamo.get_or_none(UrlClaimModel, owner_key(owner_id), url_claim_key(digest))
+    return None if claim is None else str(claim.task_id)
 
 
 def _duplicate(existing_id: str) -> DuplicateTask:

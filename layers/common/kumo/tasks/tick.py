@@ -25,8 +25,8 @@ from kumo.tasks.models import (
     due_sort_key,
     scheduled_key,
 )
-from kumo.tasks.schedule import Schedule, ScheduleError
-from kumo.tasks.scheduled import slot_text
+from kumo.tasks.schedule_expressions import Schedule, ScheduleError
+from kumo.tasks.scheduled_tasks import slot_text
 
 logger = Logger(child=True)
 

@@ -13,7 +13,7 @@ import pytest
 from kumo.core import clock
 from kumo.core.config import get_settings
 from kumo.core.ids import new_id
-from kumo.tasks import scheduled, scheduler
+from kumo.tasks import scheduled_tasks, tick
 from kumo.tasks.errors import DuplicateTask, TaskLimitReached
 from kumo.tasks.models import RunModel, ScheduledTaskModel, run_key, scheduled_key
 from kumo.tasks.schemas import CreateScheduledTaskRequest, UpdateScheduledTaskRequest
@@ -155,7 +155,7 @@ def stored_tasks() -> list[ScheduledTaskModel]:
 
 
 def service_create(owner_id: str, **fields: Any) -> ScheduledTaskModel:
-    task, _ = scheduled.create_task(
+    task, _ = scheduled_tasks.create_task(
         owner_id=owner_id, request=CreateScheduledTaskRequest(**task_body(**fields))
     )
     return task
@@ -416,14 +416,14 @@ def test_service_create_task_duplicate_past_the_precheck_is_caught_by_transactio
     # Given a task for a URL, and a second create whose pre-check ran before it existed
     owner = new_id()
     first = service_create(owner, url="https://hooks.example.com/race")
-    real_lookup = scheduled._existing_for_url
+    real_lookup = scheduled_tasks._existing_for_url
     lookups: list[str] = []
 
     def racing_lookup(owner_id: str, digest: str) -> str | None:
         lookups.append(digest)
         return None if len(lookups) == 1 else real_lookup(owner_id, digest)
 
-    monkeypatch.setattr(scheduled, "_existing_for_url", racing_lookup)
+    monkeypatch.setattr(scheduled_tasks, "_existing_for_url", racing_lookup)
 
     # When the second create writes
     # Then the URL claim's condition refuses it as a duplicate of the first
@@ -828,7 +828,7 @@ def test_update_scheduled_task_renames_task_whose_schedule_has_ended(call_api, m
     user = new_principal()
     task = created(call_api, user, schedule="cron(0 12 31 12 ? 2090)")
     last = datetime(2090, 12, 31, 12, 0, tzinfo=UTC)
-    assert scheduler.enqueue_due_tasks(now=last).advanced == 1
+    assert tick.enqueue_due_tasks(now=last).advanced == 1
     monkeypatch.setattr(clock, "now", lambda: last.timestamp() + 86_400)
 
     # When the owner renames it afterwards
@@ -847,7 +847,7 @@ def test_service_update_task_keeps_stored_schedule_under_stricter_limit(configur
     configure(SCHEDULE_MIN_INTERVAL_SECONDS="300")
 
     # When only its name changes
-    updated = scheduled.update_task(
+    updated = scheduled_tasks.update_task(
         owner_id=owner,
         task_id=task.task_id,
         request=UpdateScheduledTaskRequest(name="Renamed"),

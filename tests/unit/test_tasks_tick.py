@@ -11,7 +11,7 @@ import boto3
 import pytest
 from kumo.core import clock
 from kumo.core.ids import new_id
-from kumo.tasks import scheduled, scheduler
+from kumo.tasks import scheduled_tasks, tick
 from kumo.tasks.models import DUE_SHARDS, ScheduledTaskModel, due_shard, scheduled_key
 from kumo.tasks.schemas import CreateScheduledTaskRequest, UpdateScheduledTaskRequest
 
@@ -42,7 +42,7 @@ def public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
 def create_task(
     owner_id: str | None = None, *, schedule: str = EVERY_FIVE, paused: bool = False
 ) -> ScheduledTaskModel:
-    task, _ = scheduled.create_task(
+    task, _ = scheduled_tasks.create_task(
         owner_id=owner_id or new_id(),
         request=CreateScheduledTaskRequest(
             name="tick",
@@ -84,10 +84,10 @@ def test_enqueue_due_tasks_queues_due_task_once_with_ids_only():
     assert task.next_run_at == "2090-01-01T10:05:00.000Z"
 
     # When the tick runs at 10:05
-    report = scheduler.enqueue_due_tasks(now=FIRST_SLOT)
+    report = tick.enqueue_due_tasks(now=FIRST_SLOT)
 
     # Then one message carries its id, slot and trigger, and nothing else
-    assert report == scheduler.TickReport(due=1, queued=1, advanced=1)
+    assert report == tick.TickReport(due=1, queued=1, advanced=1)
     assert drain_queue() == [
         {"task_id": task.task_id, "slot": "2090-01-01T10:05:00.000Z", "trigger": "schedule"}
     ]
@@ -98,7 +98,7 @@ def test_enqueue_due_tasks_advances_next_run_to_following_slot():
     task = create_task()
 
     # When the tick runs at 10:05
-    scheduler.enqueue_due_tasks(now=FIRST_SLOT)
+    tick.enqueue_due_tasks(now=FIRST_SLOT)
 
     # Then it next runs at 10:10, in the item and its due-index key
     after = stored(task.task_id)
@@ -111,7 +111,7 @@ def test_enqueue_due_tasks_skips_missed_slots_past_now():
     task = create_task()
 
     # When the tick runs at 10:17:30
-    report = scheduler.enqueue_due_tasks(now=at(10, 17, 30))
+    report = tick.enqueue_due_tasks(now=at(10, 17, 30))
 
     # Then the 10:05 slot is queued once and the next run is the first slot after now
     assert report.queued == 1
@@ -125,7 +125,7 @@ def test_enqueue_due_tasks_keeps_rate_phase_when_advancing():
     assert task.next_run_at == "2090-01-01T10:10:00.000Z"
 
     # When the tick runs late, at 10:30
-    scheduler.enqueue_due_tasks(now=at(10, 30))
+    tick.enqueue_due_tasks(now=at(10, 30))
 
     # Then the next run keeps the 7-minute phase from 10:10: 10:31
     assert stored(task.task_id).next_run_at == "2090-01-01T10:31:00.000Z"
@@ -136,17 +136,17 @@ def test_enqueue_due_tasks_does_not_queue_paused_task():
     created_paused = create_task(paused=True)
     owner = new_id()
     paused_later = create_task(owner)
-    scheduled.update_task(
+    scheduled_tasks.update_task(
         owner_id=owner,
         task_id=paused_later.task_id,
         request=UpdateScheduledTaskRequest(paused=True),
     )
 
     # When the tick runs a day later
-    report = scheduler.enqueue_due_tasks(now=CREATED + timedelta(days=1))
+    report = tick.enqueue_due_tasks(now=CREATED + timedelta(days=1))
 
     # Then neither is due or queued, and neither gets a next run
-    assert report == scheduler.TickReport(due=0, queued=0, advanced=0)
+    assert report == tick.TickReport(due=0, queued=0, advanced=0)
     assert drain_queue() == []
     assert stored(created_paused.task_id).next_run_at is None
     assert stored(paused_later.task_id).next_run_at is None
@@ -157,7 +157,7 @@ def test_enqueue_due_tasks_does_not_queue_task_not_yet_due():
     task = create_task()
 
     # When the tick runs at 10:04:59
-    report = scheduler.enqueue_due_tasks(now=at(10, 4, 59))
+    report = tick.enqueue_due_tasks(now=at(10, 4, 59))
 
     # Then nothing is queued and its next run is unchanged
     assert report.due == 0
@@ -171,7 +171,7 @@ def test_enqueue_due_tasks_queues_only_the_due_ones():
     create_task(schedule="0 0 1 1 *")
 
     # When the tick runs at 10:05
-    scheduler.enqueue_due_tasks(now=FIRST_SLOT)
+    tick.enqueue_due_tasks(now=FIRST_SLOT)
 
     # Then only the due one is queued
     assert [body["task_id"] for body in drain_queue()] == [due.task_id]
@@ -183,14 +183,14 @@ def test_enqueue_due_tasks_queues_only_the_due_ones():
 def test_enqueue_due_tasks_second_tick_for_same_now_queues_nothing():
     # Given a due task, and a first tick at 10:05 that queued it
     task = create_task()
-    first = scheduler.enqueue_due_tasks(now=FIRST_SLOT)
+    first = tick.enqueue_due_tasks(now=FIRST_SLOT)
 
     # When a second tick runs for the same moment
-    second = scheduler.enqueue_due_tasks(now=FIRST_SLOT)
+    second = tick.enqueue_due_tasks(now=FIRST_SLOT)
 
     # Then it finds nothing due: the slot was queued once in total
     assert first.queued == 1
-    assert second == scheduler.TickReport(due=0, queued=0, advanced=0)
+    assert second == tick.TickReport(due=0, queued=0, advanced=0)
     assert drain_queue() == [
         {"task_id": task.task_id, "slot": "2090-01-01T10:05:00.000Z", "trigger": "schedule"}
     ]
@@ -199,12 +199,12 @@ def test_enqueue_due_tasks_second_tick_for_same_now_queues_nothing():
 def test_advance_with_stale_slot_from_overlapping_tick_changes_nothing():
     # Given a tick that read the due task, and an overlapping tick that then ran in full
     task = create_task()
-    (stale,) = scheduler.find_due(FIRST_SLOT)
-    scheduler.enqueue_due_tasks(now=FIRST_SLOT)
+    (stale,) = tick.find_due(FIRST_SLOT)
+    tick.enqueue_due_tasks(now=FIRST_SLOT)
     advanced_to = stored(task.task_id).next_run_at
 
     # When the first tick tries to advance from the slot it read
-    moved = scheduler._advance(stale, FIRST_SLOT)
+    moved = tick._advance(stale, FIRST_SLOT)
 
     # Then the condition refuses it and the next run is the one the full tick set
     assert moved is False
@@ -215,13 +215,13 @@ def test_advance_refuses_task_paused_after_it_was_found():
     # Given a due task found by a tick, then paused by its owner
     owner = new_id()
     task = create_task(owner)
-    (due,) = scheduler.find_due(FIRST_SLOT)
-    scheduled.update_task(
+    (due,) = tick.find_due(FIRST_SLOT)
+    scheduled_tasks.update_task(
         owner_id=owner, task_id=task.task_id, request=UpdateScheduledTaskRequest(paused=True)
     )
 
     # When the tick advances it
-    moved = scheduler._advance(due, FIRST_SLOT)
+    moved = tick._advance(due, FIRST_SLOT)
 
     # Then it stays paused, out of the due index
     assert moved is False
@@ -233,11 +233,11 @@ def test_advance_after_task_was_deleted_does_not_recreate_it():
     # Given a due task found by a tick, then deleted by its owner
     owner = new_id()
     task = create_task(owner)
-    (due,) = scheduler.find_due(FIRST_SLOT)
-    scheduled.delete_task(owner_id=owner, task_id=task.task_id)
+    (due,) = tick.find_due(FIRST_SLOT)
+    scheduled_tasks.delete_task(owner_id=owner, task_id=task.task_id)
 
     # When the tick advances it
-    moved = scheduler._advance(due, FIRST_SLOT)
+    moved = tick._advance(due, FIRST_SLOT)
 
     # Then nothing is written back
     assert moved is False
@@ -251,14 +251,14 @@ def test_enqueue_due_tasks_leaves_due_index_when_schedule_has_no_further_run():
     last = datetime(2090, 12, 31, 12, 0, tzinfo=UTC)
 
     # When the tick runs at that slot
-    report = scheduler.enqueue_due_tasks(now=last)
+    report = tick.enqueue_due_tasks(now=last)
 
     # Then the run is queued and the task leaves the due index, still active
     assert (report.queued, report.advanced) == (1, 1)
     after = stored(task.task_id)
     assert (after.next_run_at, after.gsi2pk, after.gsi2sk) == (None, None, None)
     assert after.status == "active"
-    assert scheduler.enqueue_due_tasks(now=last + timedelta(days=400)).due == 0
+    assert tick.enqueue_due_tasks(now=last + timedelta(days=400)).due == 0
 
 
 def test_enqueue_due_tasks_queues_many_tasks_across_every_shard():
@@ -267,10 +267,10 @@ def test_enqueue_due_tasks_queues_many_tasks_across_every_shard():
     assert {due_shard(task.task_id) for task in tasks} == set(range(DUE_SHARDS))
 
     # When the tick runs at 10:05
-    report = scheduler.enqueue_due_tasks(now=FIRST_SLOT)
+    report = tick.enqueue_due_tasks(now=FIRST_SLOT)
 
     # Then every one is queued once and advanced
-    assert report == scheduler.TickReport(due=120, queued=120, advanced=120)
+    assert report == tick.TickReport(due=120, queued=120, advanced=120)
     queued = [body["task_id"] for body in drain_queue()]
     assert sorted(queued) == sorted(task.task_id for task in tasks)
     assert {stored(task.task_id).next_run_at for task in tasks} == {"2090-01-01T10:10:00.000Z"}
@@ -281,10 +281,10 @@ def test_find_due_reads_only_the_due_index_projection():
     task = create_task()
 
     # When the tick looks for due tasks
-    (due,) = scheduler.find_due(FIRST_SLOT)
+    (due,) = tick.find_due(FIRST_SLOT)
 
     # Then it knows what computes the next run, and nothing more
-    assert due == scheduler.DueTask(task.task_id, EVERY_FIVE, "UTC", "2090-01-01T10:05:00.000Z")
+    assert due == tick.DueTask(task.task_id, EVERY_FIVE, "UTC", "2090-01-01T10:05:00.000Z")
 
 
 # --- the scheduler function -----------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Schedules of scheduled webhook tasks (kumo.tasks.schedule)."""
+"""Schedules of scheduled webhook tasks (kumo.tasks.schedule_expressions)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from kumo.tasks.schedule import Schedule, ScheduleError, parse_schedule
+from kumo.tasks.schedule_expressions import Schedule, ScheduleError, parse_schedule
 
 # A Wednesday, mid-morning, well inside standard time everywhere tested here.
 NOW = datetime(2026, 1, 14, 10, 7, 30, tzinfo=UTC)
