@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
@@ -41,6 +41,7 @@ from kumo.alerts.models import (
 )
 from kumo.core import aws, clock
 from kumo.core.ids import new_id
+from kumo.core.readings import Batch, Reading
 
 logger = Logger(child=True)
 
@@ -61,27 +62,6 @@ _BREACHES: Final[dict[str, Callable[[float, float], bool]]] = {
 }
 
 type Series = list[tuple[int, float]]
-
-
-# What evaluation reads of telemetry's batches, declared here so alerts does not import the
-# telemetry context that calls it (the package graph stays acyclic: docs/adr/0020).
-class Reading(Protocol):
-    @property
-    def ts_ms(self) -> int: ...
-
-    @property
-    def metrics(self) -> Mapping[str, float]: ...
-
-
-class Batch(Protocol):
-    @property
-    def org_id(self) -> str: ...
-
-    @property
-    def device_id(self) -> str: ...
-
-    @property
-    def readings(self) -> Sequence[Reading]: ...
 
 
 def breaches(comparison: str, value: float, threshold: float) -> bool:

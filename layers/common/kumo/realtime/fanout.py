@@ -11,10 +11,10 @@ API Gateway reports gone is removed with its subscriptions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from kumo.core.clock import utc_iso
 from kumo.core.config import get_settings
+from kumo.core.readings import Batch
 from kumo.realtime.connections import remove_connection
 from kumo.realtime.models import ChannelMemberModel, channel_key, device_channel, org_channel
 
@@ -97,28 +98,6 @@ def _chunks(readings: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         size += length
     if chunk:
         yield chunk
-
-
-class Reading(Protocol):
-    @property
-    def ts_ms(self) -> int: ...
-
-    @property
-    def metrics(self) -> Mapping[str, float]: ...
-
-
-class Batch(Protocol):
-    """What a push reads of telemetry's batches, declared here so realtime does not import
-    the telemetry context that calls it (docs/adr/0020)."""
-
-    @property
-    def org_id(self) -> str: ...
-
-    @property
-    def device_id(self) -> str: ...
-
-    @property
-    def readings(self) -> Sequence[Reading]: ...
 
 
 def publish_readings(batches: Sequence[Batch]) -> int:
