@@ -224,17 +224,12 @@ def fixed_name(resource: dict[str, Any], name: str, attribute: str | None) -> st
             "through its context's service or events"
         )
     region = "${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}"
+    queue_url = f"https://sqs.${{AWS::Region}}.${{AWS::URLSuffix}}/${{AWS::AccountId}}/{value}"
     forms = {
         ("AWS::DynamoDB::Table", None): value,
         ("AWS::DynamoDB::Table", "Arn"): f"arn:{region % 'dynamodb'}:table/{value}",
-        (
-            "AWS::SQS::Queue",
-            None,
-        ): f"https://sqs.${{AWS::Region}}.${{AWS::URLSuffix}}/${{AWS::AccountId}}/{value}",
-        (
-            "AWS::SQS::Queue",
-            "QueueUrl",
-        ): f"https://sqs.${{AWS::Region}}.${{AWS::URLSuffix}}/${{AWS::AccountId}}/{value}",
+        ("AWS::SQS::Queue", None): queue_url,
+        ("AWS::SQS::Queue", "QueueUrl"): queue_url,
         ("AWS::SQS::Queue", "QueueName"): value,
         ("AWS::SQS::Queue", "Arn"): f"arn:{region % 'sqs'}:{value}",
         ("AWS::Lambda::Function", None): value,
