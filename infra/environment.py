@@ -1,11 +1,12 @@
-"""Which settings each function's code reads, found from its imports.
+"""Which settings each function's code can read, found from its imports, and their values
+for a stage outside Lambda (`environment_for`).
 
-    python -m infra.environment            # a line per function: its variables
+    python -m infra.environment            # a line per function: the variables it is given
 
-A function needs the variable behind a setting when its handler, or any `kumo` module it
-imports (directly, lazily inside a function, or through another module), reads that setting
-as `get_settings().<name>` or `settings.<name>`. This is what a function's template environment
-is to be limited to; today it prints the lists so they can be reviewed.
+`variables_of` is the wide answer: a setting read anywhere in a `kumo` module the handler
+imports (directly, lazily inside a function, or through another module). What a function is
+given is narrower, `infra.access.variables_used`: what its imports run and what the code its
+handler can call reads (infra/stacks.py, ADR 19); that is what the command prints.
 """
 
 from __future__ import annotations
@@ -109,11 +110,11 @@ def handlers() -> list[Path]:
 
 
 def main() -> int:
-    if str(LAYER) not in sys.path:
-        sys.path.insert(0, str(LAYER))
+    from infra.access import variables_used
+
     for handler in handlers():
         name = handler.parent.relative_to(FUNCTIONS)
-        print(f"{name}: {' '.join(variables_of(handler)) or '-'}")
+        print(f"{name}: {' '.join(variables_used(handler)) or '-'}")
     return 0
 
 
@@ -122,14 +123,6 @@ if __name__ == "__main__":
 
 
 # --- the values, for a stage outside Lambda ------------------------------------------------
-
-_NAMES = {
-    "AWS::DynamoDB::Table": "TableName",
-    "AWS::SQS::Queue": "QueueName",
-    "AWS::S3::Bucket": "BucketName",
-    "AWS::Events::EventBus": "Name",
-    "AWS::SecretsManager::Secret": "Name",
-}
 
 
 def catalogue() -> dict[str, Any]:
@@ -159,7 +152,7 @@ def environment_for(
     (moto), the OpenAPI build, the seed and the benches, which run Kumo's code outside Lambda.
     Queue URLs are `<queue_base>/<name>` (AWS's form by default); the WebSocket management
     URL, which the template derives from the deployed API, is given."""
-    from infra.template import template
+    from infra.template import NAME_PROPERTY, template
 
     data = template()
     resources: dict[str, Any] = data["Resources"]
@@ -181,7 +174,7 @@ def environment_for(
         if name in values:
             return values[name]
         resource = resources[name]
-        value = evaluate(resource["Properties"][_NAMES[resource["Type"]]])
+        value = evaluate(resource["Properties"][NAME_PROPERTY[resource["Type"]]])
         return f"{base}/{value}" if resource["Type"] == "AWS::SQS::Queue" else value
 
     def evaluate(node: Any) -> str:

@@ -210,11 +210,7 @@ def fixed_name(resource: dict[str, Any], name: str, attribute: str | None) -> st
     """A `Fn::Sub` string for a resource's name or ARN, known without the stack that owns it."""
     kind = resource["Type"]
     props = resource.get("Properties", {})
-    key = {
-        "AWS::DynamoDB::Table": "TableName",
-        "AWS::SQS::Queue": "QueueName",
-        "AWS::Lambda::Function": "FunctionName",
-    }.get(kind)
+    key = sources.NAME_PROPERTY.get(kind)
     value = props.get(key) if key else None
     if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
         value = value["Fn::Sub"]

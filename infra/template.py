@@ -20,6 +20,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 APPLICATION = "AWS::Serverless::Application"
+# The property that fixes a resource's physical name, for the types Kumo names itself.
+NAME_PROPERTY = {
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::Events::EventBus": "Name",
+    "AWS::SecretsManager::Secret": "Name",
+    "AWS::Lambda::Function": "FunctionName",
+}
 
 
 class _CfnLoader(yaml.SafeLoader):

@@ -39,10 +39,15 @@ def dead_letters(client: Client, stage: str) -> Iterator[str]:
 
 
 def alarms(client: Client, stage: str) -> Iterator[str]:
-    found = client("cloudwatch").describe_alarms(AlarmNamePrefix=f"kumo-{stage}-", MaxRecords=100)
-    states = Counter(str(alarm["StateValue"]) for alarm in found["MetricAlarms"])
+    pages = client("cloudwatch").get_paginator("describe_alarms")
+    found = [
+        alarm
+        for page in pages.paginate(AlarmNamePrefix=f"kumo-{stage}-")
+        for alarm in page["MetricAlarms"]
+    ]  # one per function and dead-letter queue: more than a page
+    states = Counter(str(alarm["StateValue"]) for alarm in found)
     yield "alarms " + (", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none")
-    for alarm in found["MetricAlarms"]:
+    for alarm in found:
         if alarm["StateValue"] == "ALARM":
             yield f"  ALARM {alarm['AlarmName']}"
 
