@@ -49,24 +49,20 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
     # A device named by an alert rule or a subscription must be one the caller may see; the
     # authorizer checks device keys (a platform component, before any context runs).
     ("DevicesTable", "read"): {
+        "telemetry/create_export",
         "telemetry/device_latest",
         "telemetry/device_readings",
+        "telemetry/get_export",
         "telemetry/list_device_archives",
+        "telemetry/list_exports",
         "alerts/create_alert_rule",
         "alerts/update_alert_rule",
         "realtime/ws_subscribe",
         "realtime/ws_unsubscribe",
         "identity/authorizer",
     },
-    # Telemetry keeps export records on the devices table (ADR 20), and ingestion marks the
-    # device seen (kumo.devices.service.mark_seen).
-    ("DevicesTable", "write"): {
-        "telemetry/build_export",
-        "telemetry/create_export",
-        "telemetry/get_export",
-        "telemetry/list_exports",
-    }
-    | _INGESTION,
+    # Ingestion marks the device seen (kumo.devices.service.mark_seen).
+    ("DevicesTable", "write"): _INGESTION,
     # Pushes to live subscribers (kumo.realtime.fanout) drop connections that are gone.
     ("ConnectionsTable", "write"): {
         "alerts/delete_alert_rule",

@@ -187,7 +187,7 @@ def post_export(
 
 def held_slots(fleet: Fleet) -> list[ExportSlotModel]:
     return list(
-        ExportSlotModel.query(f"ORG#{fleet.org_id}", ExportSlotModel.sk.startswith("EXPORTSLOT#"))
+        ExportSlotModel.query(f"EXPORTSLOTS#{fleet.org_id}", ExportSlotModel.sk.startswith("EXPORTSLOT#"))
     )
 
 

@@ -4,13 +4,10 @@ Access patterns on the telemetry table (all GetItem, BatchGetItem or Query; neve
   a device's raw readings by time   RAW#<device> / <first reading ISO>#<digest>   (packed items)
   a device's rollups               ROLL#<device>#<1m|1h|1d> / <bucket start ISO>    (all metrics)
   a device's latest values          LATEST#<device> / LATEST
-
-Exports still live on the devices table, in partitions of their own that only this context
-reads or writes (ADR 20):
-  a device's export          DEVICE#<id> / EXPORT#<export id>
-  a device's exports         DEVICE#<id> / begins_with EXPORT#    (newest first)
-  an export by request key   DEVICE#<id> / EXPORTKEY#<digest of user and Idempotency-Key>
-  an org's running exports   ORG#<org id> / begins_with EXPORTSLOT#  (one item per slot held)
+  a device's export                 EXPORTS#<device> / EXPORT#<export id>
+  a device's exports                EXPORTS#<device> / begins_with EXPORT#    (newest first)
+  an export by request key          EXPORTS#<device> / EXPORTKEY#<digest of user and key>
+  an org's running exports          EXPORTSLOTS#<org> / begins_with EXPORTSLOT#  (one a slot)
 
 Times in sort keys are UTC ISO-8601 with milliseconds and a Z (`2024-05-01T12:00:00.000Z`):
 fixed width, so text order is time order.
@@ -175,20 +172,18 @@ class RollupModel(Model):
     expires_at = NumberAttribute()
 
 
-# --- exports (on the devices table) -----------------------------------------------------------
+# --- exports -----------------------------------------------------------------------------------
 
 EXPORT_PREFIX: Final = "EXPORT#"
 EXPORT_SLOT_PREFIX: Final = "EXPORTSLOT#"
 
 
 def export_partition(device_id: str) -> str:
-    # The devices table's device partition: the same text as kumo.devices.models.device_key,
-    # which this context does not import (ADR 20).
-    return f"DEVICE#{device_id}"
+    return f"EXPORTS#{device_id}"
 
 
 def export_slot_partition(org_id: str) -> str:
-    return f"ORG#{org_id}"
+    return f"EXPORTSLOTS#{org_id}"
 
 
 def export_sort_key(export_id: str) -> str:
@@ -204,15 +199,10 @@ def export_request_key(digest: str) -> str:
     return f"EXPORTKEY#{digest}"
 
 
-class _ExportsMeta:
-    table_name = get_settings().devices_table
-    region = get_settings().region
-
-
 class ExportModel(Model):
     """A CSV export of a device's telemetry (kumo.telemetry.exports), kept a week by the TTL."""
 
-    class Meta(_ExportsMeta):
+    class Meta(_TelemetryMeta):
         pass
 
     pk = UnicodeAttribute(hash_key=True)
@@ -248,7 +238,7 @@ class ExportModel(Model):
 class ExportSlotModel(Model):
     """One of an org's running-export slots, held by a queued or running export."""
 
-    class Meta(_ExportsMeta):
+    class Meta(_TelemetryMeta):
         pass
 
     pk = UnicodeAttribute(hash_key=True)
@@ -263,7 +253,7 @@ class ExportSlotModel(Model):
 class ExportRequestKeyModel(Model):
     """An Idempotency-Key already used for an export of this device by this user."""
 
-    class Meta(_ExportsMeta):
+    class Meta(_TelemetryMeta):
         pass
 
     pk = UnicodeAttribute(hash_key=True)
