@@ -138,10 +138,10 @@ def _index(path: Path) -> _Module:
             module.defs[stmt.name] = stmt
             if isinstance(stmt, ast.ClassDef):
                 module.classes.add(stmt.name)
-                # Bases and decorators run at import, with the module.
-                module.body.extend([*stmt.bases, *stmt.decorator_list])
-            else:
-                module.body.extend(stmt.decorator_list)
+            # Decorators run at import, with the module (`@app.get(...)` is a route). A class's
+            # bases run then too, but what they name is the class's: a model's table is used by
+            # the code that uses the model, not by whatever imports its module.
+            module.body.extend(stmt.decorator_list)
         else:
             module.body.append(stmt)
     for node in ast.walk(tree):

@@ -24,10 +24,12 @@ from kumo.orgs import service as orgs
 from kumo.telemetry import csv_export, exports, models, query
 from kumo.telemetry.contract import Batch, Reading
 from kumo.telemetry.models import (
+    EXPORT_SLOT_PREFIX,
     ExportModel,
     ExportSlotModel,
     export_partition,
     export_request_key,
+    export_slot_partition,
     export_sort_key,
 )
 from kumo.telemetry.schemas import ExportRequest
@@ -187,7 +189,9 @@ def post_export(
 
 def held_slots(fleet: Fleet) -> list[ExportSlotModel]:
     return list(
-        ExportSlotModel.query(f"EXPORTSLOTS#{fleet.org_id}", ExportSlotModel.sk.startswith("EXPORTSLOT#"))
+        ExportSlotModel.query(
+            export_slot_partition(fleet.org_id), ExportSlotModel.sk.startswith(EXPORT_SLOT_PREFIX)
+        )
     )
 
 

@@ -61,17 +61,18 @@ def alert_lookup_key(alert_id: str) -> str:
     return f"ALERTID#{alert_id}"
 
 
-class _AlertsMeta:
-    table_name = get_settings().alerts_table
-    region = get_settings().region
+class AlertsItem(Model):
+    """An item of the alerts table: the table and its key, for every model stored there."""
 
-
-class AlertRuleModel(Model):
-    class Meta(_AlertsMeta):
-        pass
+    class Meta:
+        table_name = get_settings().alerts_table
+        region = get_settings().region
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+
+
+class AlertRuleModel(AlertsItem):
     rule_id = UnicodeAttribute()
     org_id = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -94,37 +95,24 @@ class AlertRuleModel(Model):
     updated_at = UnicodeAttribute()
 
 
-class RuleCountModel(Model):
-    class Meta(_AlertsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class RuleCountModel(AlertsItem):
     sk = UnicodeAttribute(range_key=True, default=RULE_COUNT)
     # Changed in the create and delete transactions: the limit is a condition, not a read.
     rule_count = NumberAttribute(default=0)
 
 
-class LookupModel(Model):
+class LookupModel(AlertsItem):
     """Which org a rule or an alert id belongs to."""
 
-    class Meta(_AlertsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default=LOOKUP)
     org_id = UnicodeAttribute()
     expires_at = NumberAttribute(null=True)
 
 
-class AlertStateModel(Model):
+class AlertStateModel(AlertsItem):
     """Where one rule stands for one device. Every write is conditioned on `version`, so two
     evaluations of the same (rule, device) cannot both act on what they read."""
 
-    class Meta(_AlertsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     org_id = UnicodeAttribute()
     rule_id = UnicodeAttribute()
     device_id = UnicodeAttribute()
@@ -154,12 +142,7 @@ class AlertsByStateIndex(GlobalSecondaryIndex["AlertModel"]):
     gsi1sk = UnicodeAttribute(range_key=True)
 
 
-class AlertModel(Model):
-    class Meta(_AlertsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class AlertModel(AlertsItem):
     alert_id = UnicodeAttribute()
     org_id = UnicodeAttribute()
     rule_id = UnicodeAttribute()

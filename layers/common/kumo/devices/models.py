@@ -65,9 +65,15 @@ def online_sort_key(last_seen_at: str, device_id: str) -> str:
     return f"{last_seen_at}#{device_id}"
 
 
-class _DevicesMeta:
-    table_name = get_settings().devices_table
-    region = get_settings().region
+class DevicesItem(Model):
+    """An item of the devices table: the table and its key, for every model stored there."""
+
+    class Meta:
+        table_name = get_settings().devices_table
+        region = get_settings().region
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
 
 
 class OrgDevicesIndex(GlobalSecondaryIndex["DeviceModel"]):
@@ -88,11 +94,7 @@ class OnlineDevicesIndex(GlobalSecondaryIndex["DeviceModel"]):
     gsi2sk = UnicodeAttribute(range_key=True)
 
 
-class DeviceModel(Model):
-    class Meta(_DevicesMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class DeviceModel(DevicesItem):
     sk = UnicodeAttribute(range_key=True, default=META)
     device_id = UnicodeAttribute()
     org_id = UnicodeAttribute()
@@ -123,24 +125,15 @@ class DeviceModel(Model):
     online = OnlineDevicesIndex()
 
 
-class DeviceCountModel(Model):
-    class Meta(_DevicesMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class DeviceCountModel(DevicesItem):
     sk = UnicodeAttribute(range_key=True, default=DEVICE_COUNT)
     # Changed in the register and delete transactions: the plan limit is a condition.
     device_count = NumberAttribute(default=0)
 
 
-class CommandModel(Model):
+class CommandModel(DevicesItem):
     """A command sent to a device, kept (by the table's TTL) a month after it expires."""
 
-    class Meta(_DevicesMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     command_id = UnicodeAttribute()
     org_id = UnicodeAttribute()
     device_id = UnicodeAttribute()

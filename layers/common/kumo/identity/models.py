@@ -50,9 +50,15 @@ def audit_key(day: str) -> str:
     return f"AUDIT#{day}"
 
 
-class _IdentityMeta:
-    table_name = get_settings().identity_table
-    region = get_settings().region
+class IdentityItem(Model):
+    """An item of the identity table: the table and its key, for every model stored there."""
+
+    class Meta:
+        table_name = get_settings().identity_table
+        region = get_settings().region
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
 
 
 class UserListIndex(GlobalSecondaryIndex["UserModel"]):
@@ -64,11 +70,7 @@ class UserListIndex(GlobalSecondaryIndex["UserModel"]):
     gsi1sk = UnicodeAttribute(range_key=True)
 
 
-class UserModel(Model):
-    class Meta(_IdentityMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class UserModel(IdentityItem):
     sk = UnicodeAttribute(range_key=True, default="PROFILE")
     gsi1pk = UnicodeAttribute(default=USERS_PARTITION)
     gsi1sk = UnicodeAttribute()
@@ -87,20 +89,12 @@ class UserModel(Model):
     by_created = UserListIndex()
 
 
-class EmailClaimModel(Model):
-    class Meta(_IdentityMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class EmailClaimModel(IdentityItem):
     sk = UnicodeAttribute(range_key=True, default="EMAIL")
     user_id = UnicodeAttribute()
 
 
-class RefreshTokenModel(Model):
-    class Meta(_IdentityMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class RefreshTokenModel(IdentityItem):
     sk = UnicodeAttribute(range_key=True, default="REFRESH")
     user_id = UnicodeAttribute()
     family_id = UnicodeAttribute()
@@ -109,12 +103,7 @@ class RefreshTokenModel(Model):
     expires_at = NumberAttribute()
 
 
-class TokenFamilyModel(Model):
-    class Meta(_IdentityMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class TokenFamilyModel(IdentityItem):
     family_id = UnicodeAttribute()
     revoked = BooleanAttribute(default=False)
     revoked_reason = UnicodeAttribute(null=True)
@@ -122,22 +111,12 @@ class TokenFamilyModel(Model):
     expires_at = NumberAttribute()
 
 
-class OneTimeTokenModel(Model):
-    class Meta(_IdentityMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class OneTimeTokenModel(IdentityItem):
     user_id = UnicodeAttribute()
     expires_at = NumberAttribute()
 
 
-class AuditEventModel(Model):
-    class Meta(_IdentityMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class AuditEventModel(IdentityItem):
     event = UnicodeAttribute()
     at = UnicodeAttribute()
     actor_id = UnicodeAttribute(null=True)

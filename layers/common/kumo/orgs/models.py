@@ -51,16 +51,18 @@ def invite_token_key(token_hash: str) -> str:
     return f"INVITETOKEN#{token_hash}"
 
 
-class _OrgsMeta:
-    table_name = get_settings().orgs_table
-    region = get_settings().region
+class OrgsItem(Model):
+    """An item of the orgs table: the table and its key, for every model stored there."""
 
-
-class OrgModel(Model):
-    class Meta(_OrgsMeta):
-        pass
+    class Meta:
+        table_name = get_settings().orgs_table
+        region = get_settings().region
 
     pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class OrgModel(OrgsItem):
     sk = UnicodeAttribute(range_key=True, default=META)
     org_id = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -83,12 +85,7 @@ class UserOrgsIndex(GlobalSecondaryIndex["MembershipModel"]):
     gsi1sk = UnicodeAttribute(range_key=True)
 
 
-class MembershipModel(Model):
-    class Meta(_OrgsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class MembershipModel(OrgsItem):
     gsi1pk = UnicodeAttribute()
     gsi1sk = UnicodeAttribute()
     org_id = UnicodeAttribute()
@@ -100,30 +97,16 @@ class MembershipModel(Model):
     by_user = UserOrgsIndex()
 
 
-class MemberEmailModel(Model):
-    class Meta(_OrgsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class MemberEmailModel(OrgsItem):
     user_id = UnicodeAttribute()
 
 
-class OwnershipModel(Model):
-    class Meta(_OrgsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class OwnershipModel(OrgsItem):
     sk = UnicodeAttribute(range_key=True, default=OWNERSHIP)
     owned_count = NumberAttribute(default=0)
 
 
-class InvitationModel(Model):
-    class Meta(_OrgsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class InvitationModel(OrgsItem):
     invitation_id = UnicodeAttribute()
     org_id = UnicodeAttribute()
     email = UnicodeAttribute()
@@ -134,11 +117,7 @@ class InvitationModel(Model):
     expires_at = NumberAttribute()
 
 
-class InvitationTokenModel(Model):
-    class Meta(_OrgsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class InvitationTokenModel(OrgsItem):
     sk = UnicodeAttribute(range_key=True, default=INVITE_LOOKUP)
     org_id = UnicodeAttribute()
     invitation_id = UnicodeAttribute()

@@ -45,33 +45,29 @@ def org_channel(org_id: str, topic: str) -> str:
     return f"{org_id}#{topic}"
 
 
-class _ConnectionsMeta:
-    table_name = get_settings().connections_table
-    region = get_settings().region
+class ConnectionsItem(Model):
+    """An item of the connections table: the table and its key, for every model stored there."""
 
-
-class ConnectionModel(Model):
-    """CONN#<id> / META: the connection itself; CONN#<id> / SUB#<channel>: one subscription,
-    kept beside it so $disconnect finds what to remove with one Query."""
-
-    class Meta(_ConnectionsMeta):
-        pass
+    class Meta:
+        table_name = get_settings().connections_table
+        region = get_settings().region
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+
+
+class ConnectionModel(ConnectionsItem):
+    """CONN#<id> / META: the connection itself; CONN#<id> / SUB#<channel>: one subscription,
+    kept beside it so $disconnect finds what to remove with one Query."""
+
     user_id = UnicodeAttribute()
     connected_at = UnicodeAttribute(null=True)
     subscriptions = NumberAttribute(default=0)
     expires_at = NumberAttribute()
 
 
-class ChannelMemberModel(Model):
+class ChannelMemberModel(ConnectionsItem):
     """CHAN#<channel> / <connection id>: what a fan-out reads."""
 
-    class Meta(_ConnectionsMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     user_id = UnicodeAttribute()
     expires_at = NumberAttribute()

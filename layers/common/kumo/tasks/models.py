@@ -28,12 +28,18 @@ def task_key(task_id: str) -> str:
     return f"TASK#{task_id}"
 
 
-class EmailTaskModel(Model):
+class TasksItem(Model):
+    """An item of the tasks table: the table and its key, for every model stored there."""
+
     class Meta:
         table_name = get_settings().tasks_table
         region = get_settings().region
 
     pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class EmailTaskModel(TasksItem):
     sk = UnicodeAttribute(range_key=True, default="TASK")
     task_id = UnicodeAttribute()
     kind = UnicodeAttribute(default="email")
@@ -98,11 +104,6 @@ def run_key(slot: str, attempt: int) -> str:
     return f"{RUN_PREFIX}{slot}#{attempt:03d}"
 
 
-class _TasksMeta:
-    table_name = get_settings().tasks_table
-    region = get_settings().region
-
-
 class OwnerIndex(GlobalSecondaryIndex["ScheduledTaskModel"]):
     class Meta:
         index_name = "gsi1"
@@ -122,11 +123,7 @@ class DueIndex(GlobalSecondaryIndex["ScheduledTaskModel"]):
     gsi2sk = UnicodeAttribute(range_key=True)
 
 
-class ScheduledTaskModel(Model):
-    class Meta(_TasksMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class ScheduledTaskModel(TasksItem):
     sk = UnicodeAttribute(range_key=True, default=META)
     task_id = UnicodeAttribute()
     owner_id = UnicodeAttribute()
@@ -155,13 +152,9 @@ class ScheduledTaskModel(Model):
     due = DueIndex()
 
 
-class WebhookTaskModel(Model):
+class WebhookTaskModel(TasksItem):
     """A one-off webhook call another context (or an admin) queued."""
 
-    class Meta(_TasksMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default="TASK")
     task_id = UnicodeAttribute()
     kind = UnicodeAttribute(default="webhook")
@@ -176,34 +169,20 @@ class WebhookTaskModel(Model):
     expires_at = NumberAttribute()
 
 
-class TaskCountModel(Model):
-    class Meta(_TasksMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
+class TaskCountModel(TasksItem):
     sk = UnicodeAttribute(range_key=True, default=COUNT)
     # Changed in the same transaction as every create and delete, so the limit is a
     # condition DynamoDB checks rather than a count two requests could both read.
     task_count = NumberAttribute(default=0)
 
 
-class UrlClaimModel(Model):
-    class Meta(_TasksMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class UrlClaimModel(TasksItem):
     task_id = UnicodeAttribute()
 
 
-class SlotClaimModel(Model):
+class SlotClaimModel(TasksItem):
     """One scheduled slot (or one run-now, or a one-off call): who runs it and how it ended."""
 
-    class Meta(_TasksMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     # The SQS message that owns the slot: a duplicate message for the slot finds another id.
     message_id = UnicodeAttribute()
     status = UnicodeAttribute()
@@ -213,14 +192,9 @@ class SlotClaimModel(Model):
     expires_at = NumberAttribute()
 
 
-class RunModel(Model):
+class RunModel(TasksItem):
     """One attempt in a task's execution log."""
 
-    class Meta(_TasksMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     slot = UnicodeAttribute()
     trigger = UnicodeAttribute()
     attempt = NumberAttribute()

@@ -134,20 +134,21 @@ def number_text(value: float) -> str:
     return json.dumps(compact(value))
 
 
-class _TelemetryMeta:
-    table_name = get_settings().telemetry_table
-    region = get_settings().region
+class TelemetryItem(Model):
+    """An item of the telemetry table: the table and its key, for every model stored there."""
 
-
-class RawReadingsModel(Model):
-    """The readings of one message (or of one part of a large one), packed into one item:
-    one write per message instead of one per reading."""
-
-    class Meta(_TelemetryMeta):
-        pass
+    class Meta:
+        table_name = get_settings().telemetry_table
+        region = get_settings().region
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+
+
+class RawReadingsModel(TelemetryItem):
+    """The readings of one message (or of one part of a large one), packed into one item:
+    one write per message instead of one per reading."""
+
     # Compact JSON, sorted by time: [[ts_ms, {"temperature": 21.5, ...}], ...].
     r = UnicodeAttribute()
     n = NumberAttribute()
@@ -156,7 +157,7 @@ class RawReadingsModel(Model):
     expires_at = NumberAttribute()
 
 
-class RollupModel(Model):
+class RollupModel(TelemetryItem):
     """Count, sum, min and max of every metric of one device over one bucket: one item per
     device, resolution and bucket, so a message updates three rollup items whatever its metric
     count. The per-metric attributes (`rollup_attribute`) have names only known at run time,
@@ -164,11 +165,6 @@ class RollupModel(Model):
     the TTL. Count and sum change only in the transaction that stores the raw items they
     count; min and max are set there only when new, and lowered or raised after it."""
 
-    class Meta(_TelemetryMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     expires_at = NumberAttribute()
 
 
@@ -199,14 +195,9 @@ def export_request_key(digest: str) -> str:
     return f"EXPORTKEY#{digest}"
 
 
-class ExportModel(Model):
+class ExportModel(TelemetryItem):
     """A CSV export of a device's telemetry (kumo.telemetry.exports), kept a week by the TTL."""
 
-    class Meta(_TelemetryMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     export_id = UnicodeAttribute()
     org_id = UnicodeAttribute()
     device_id = UnicodeAttribute()
@@ -235,14 +226,9 @@ class ExportModel(Model):
     expires_at = NumberAttribute()
 
 
-class ExportSlotModel(Model):
+class ExportSlotModel(TelemetryItem):
     """One of an org's running-export slots, held by a queued or running export."""
 
-    class Meta(_TelemetryMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     export_id = UnicodeAttribute()
     device_id = UnicodeAttribute()
     # Past the export's deadline the slot may be taken over, whoever forgot to free it.
@@ -250,14 +236,9 @@ class ExportSlotModel(Model):
     expires_at = NumberAttribute()
 
 
-class ExportRequestKeyModel(Model):
+class ExportRequestKeyModel(TelemetryItem):
     """An Idempotency-Key already used for an export of this device by this user."""
 
-    class Meta(_TelemetryMeta):
-        pass
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     export_id = UnicodeAttribute()
     # A digest of the request body: the same key with another body is refused.
     fingerprint = UnicodeAttribute()
