@@ -571,9 +571,10 @@ def test_store_batches_redelivered_among_new_messages_stores_only_the_new(
         ]
     )
 
-    # Then the cancelled transaction is retried without it, and the counts are exact
+    # Then the slot's read finds it stored: one transaction writes only the new, and the
+    # counts are exact
     assert (report.stored, report.duplicates) == (2, 1)
-    assert len(transactions) == 2
+    assert len(transactions) == 1
     assert rollups(device, "a", "1m") == [("2024-05-01T11:59:00.000Z", 3, 7.0, 1.0, 4.0, 7 / 3)]
 
 
@@ -612,8 +613,10 @@ def test_store_batches_aggregates_rollups_across_the_messages_of_a_chunk(
     # When they are stored in one call
     store_batches(messages)
 
-    # Then one transaction holds ten puts and one update per resolution, every metric in it
-    assert transactions == [10 + 3]
+    # Then one transaction holds one put (the minute's fragment, all ten readings) and one
+    # update per resolution, every metric in it
+    assert transactions == [1 + 3]
+    assert [int(item.n) for item in raw_items(device)] == [10]
     assert [p[1:3] for p in rollups(device, "c", "1m")] == [(10, 45.0)]
 
 
@@ -660,10 +663,11 @@ def test_store_batches_stores_32_metrics_over_three_minutes_in_one_transaction(
     # When it is stored
     report = store_batches([wide_message(device)])
 
-    # Then one transaction holds its put and one update per distinct minute, hour and day
+    # Then one transaction holds a fragment per minute and one update per distinct minute,
+    # hour and day
     assert report.stored == 3
-    assert len(raw_items(device)) == 1
-    assert transactions == [1 + 3 + 1 + 1]
+    assert len(raw_items(device)) == 3
+    assert transactions == [3 + 3 + 1 + 1]
     assert raw_values(device, "m31") == [31.0, 32.0, 33.0]
     assert rollups(device, "m31", "1h") == [("2024-05-01T11:00:00.000Z", 3, 96.0, 31.0, 33.0, 32.0)]
 
@@ -706,8 +710,11 @@ def test_store_batches_sets_raw_ttl_from_the_last_reading_and_retention() -> Non
     # When it is stored with a 30-day retention
     store_batches([batch(device, reading(NOW - 5_000, a=1), reading(NOW, a=2))], retention_days=30)
 
-    # Then its item expires 30 days after that reading
-    assert [int(item.expires_at) for item in raw_items(device)] == [NOW // 1000 + 30 * 86_400]
+    # Then each minute's fragment expires 30 days after its last reading
+    assert [int(item.expires_at) for item in raw_items(device)] == [
+        (NOW - 5_000) // 1000 + 30 * 86_400,
+        NOW // 1000 + 30 * 86_400,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -829,9 +836,7 @@ def test_store_batches_later_message_lowers_min_and_raises_max_of_several_metric
 def test_store_batches_rollup_update_expression_stays_under_4_kb_with_32_long_metrics() -> None:
     # Given the widest reading the contract allows
     metrics = {f"m{k:02d}" + "x" * 61: float(k) for k in range(32)}
-    aggregates = rollup_items.aggregate(
-        [store._parts_of(batch(new_device(), reading(NOW, **metrics)), retention_days=7)[0]]
-    )
+    aggregates = rollup_items.aggregate([batch(new_device(), reading(NOW, **metrics))])
 
     # When its rollup update is built, then its expression is within DynamoDB's limit
     for key, per_metric in aggregates.items():
