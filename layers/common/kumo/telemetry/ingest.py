@@ -5,9 +5,9 @@ then evaluate the alert rules on what they stored (kumo.alerts.evaluate) and pus
 WebSocket subscribers (kumo.realtime.fanout). Bad readings are rejected and logged one by
 one; the good readings beside them are kept. A value whose instant (device, time, metric)
 already holds another value is refused too, after the read of what is stored: HTTP answers it
-among `rejected`, both paths count it (ReadingsConflicting) and log it (ADR 26). The topic names the org and the device, and is
-checked against the registry: a message for a device that does not exist, or that names
-another org than the device's own, is dropped.
+among `rejected`, both paths count it (ReadingsConflicting) and log it (ADR 26). The topic
+names the org and the device, and is checked against the registry: a message for a device
+that does not exist, or that names another org than the device's own, is dropped.
 """
 
 from __future__ import annotations
