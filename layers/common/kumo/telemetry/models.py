@@ -68,8 +68,9 @@ def iso_ms(epoch_ms: int) -> str:
 
 
 RAW_PREFIX: Final = "RAW#"
-# A raw item spans at most this from its first reading (its sort key), so a raw query looks
-# back exactly this far for items that start before the range and reach into it.
+# A raw item spans at most this from its sort key's time (a fragment less than its minute; an
+# item of the layout before ADR 26 up to this), so a raw query looks back exactly this far for
+# items that start before the range and reach into it.
 RAW_SPAN_MS: Final = 10 * 60_000
 
 

@@ -345,14 +345,15 @@ def _read_slots(chunk: Sequence[_Slot], meter: capacity.Meter) -> dict[SlotKey, 
     for device_id, first, last in runs:
         request: dict[str, Any] = {
             "TableName": telemetry_table(),
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :lo AND :hi",
             "ExpressionAttributeValues": {
                 ":pk": {"S": raw_key(device_id)},
                 ":lo": {"S": iso_ms(first)},
                 # '~' sorts after '#': every item of the last slot is in.
                 ":hi": {"S": iso_ms(last + RAW_SLOT_MS - 1) + "~"},
             },
-            "ProjectionExpression": "sk, r",
+            "ProjectionExpression": "#sk, #r",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk", "#r": "r"},
             "ConsistentRead": True,
             "ReturnConsumedCapacity": "TOTAL",
         }
