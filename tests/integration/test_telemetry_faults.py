@@ -25,6 +25,9 @@ WINDOW = 50  # readings a message
 STEP = 40  # a window starts this many readings after the previous one: 10 overlap
 SPACING_MS = 100
 DRAIN_SECONDS = 300.0
+# The timeout test's devices: a batch of ten messages then spans several of them, so several
+# transactions, and a timeout can fall between two.
+TIMEOUT_DEVICES = 4
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def fleet(api: Api, outbox: Outbox) -> dict[str, Any]:
     token = owner["access_token"]
     org_id = api.post("/api/v1/orgs", token=token, json={"name": "Faults"}).json()["id"]
     devices = {}
-    for name in ("http", "mqtt", "queue"):
+    for name in ("http", "mqtt", "queue", *(f"timeout-{n}" for n in range(TIMEOUT_DEVICES))):
         created = api.post(
             "/api/v1/devices", token=token, json={"org_id": org_id, "name": f"faults-{name}"}
         )
@@ -110,6 +113,7 @@ def hourly(api: Api, token: str, device_id: str, metric: str, base_ms: int) -> t
 def assert_each_reading_once(api: Api, token: str, device_id: str, base_ms: int) -> None:
     seqs = stored_seqs(api, token, device_id, base_ms)
     assert len(seqs) == READINGS, f"{len(seqs)} raw readings for {READINGS} sent"
+    assert len(set(seqs)) == READINGS, "a reading is stored twice"
     assert sorted(seqs) == [float(seq) for seq in range(READINGS)]
     total = READINGS * (READINGS - 1) // 2
     assert hourly(api, token, device_id, "seq", base_ms) == (READINGS, float(total))
@@ -126,11 +130,23 @@ def wait_for_count(api: Api, token: str, device_id: str, base_ms: int) -> None:
     raise AssertionError(f"fewer than {READINGS} readings stored within {DRAIN_SECONDS} s")
 
 
+def telemetry_queue(aws: Callable[[str], Any], endpoints: dict[str, Any]) -> str:
+    url: str = aws("sqs").get_queue_url(QueueName=f"kumo-{endpoints['stage']}-telemetry")[
+        "QueueUrl"
+    ]
+    return url
+
+
+def rule_message(fleet: dict[str, Any], device_id: str, body: dict[str, Any]) -> str:
+    """What the IoT topic rule queues for a device's message."""
+    envelope = {"org_id": fleet["org_id"], "device_id": device_id}
+    return json.dumps({**body, **envelope, "received_at": int(time.time() * 1000)})
+
+
 def wait_for_drained_queue(aws: Callable[[str], Any], endpoints: dict[str, Any]) -> None:
     """Until the telemetry queue holds nothing, visible or in flight: every delivery,
     redeliveries included, has been handled, so the counts read after it are final."""
-    sqs = aws("sqs")
-    url = sqs.get_queue_url(QueueName=f"kumo-{endpoints['stage']}-telemetry")["QueueUrl"]
+    sqs, url = aws("sqs"), telemetry_queue(aws, endpoints)
     deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < deadline:
         attributes = sqs.get_queue_attributes(
@@ -211,15 +227,11 @@ def test_sqs_delivering_a_message_twice_stores_it_once(
     # Given the messages the IoT rule would queue for a device's overlapping windows, every
     # one of them queued twice (SQS delivers at least once), some twice in one batch
     device, token = fleet["devices"]["queue"], fleet["token"]
-    sqs = aws("sqs")
-    url = sqs.get_queue_url(QueueName=f"kumo-{endpoints['stage']}-telemetry")["QueueUrl"]
+    sqs, url = aws("sqs"), telemetry_queue(aws, endpoints)
     base_ms = base_time()
-    envelope = {"org_id": fleet["org_id"], "device_id": device["id"]}
     entries = []
     for first, last in windows(READINGS):
-        body = json.dumps(
-            {**message(base_ms, first, last), **envelope, "received_at": int(time.time() * 1000)}
-        )
+        body = rule_message(fleet, device["id"], message(base_ms, first, last))
         entries += [{"Id": f"w{first}a", "MessageBody": body}]
         entries += [{"Id": f"w{first}b", "MessageBody": body}]
 
@@ -232,3 +244,72 @@ def test_sqs_delivering_a_message_twice_stores_it_once(
 
     # Then every reading is stored once and counted once
     assert_each_reading_once(api, token, device["id"], base_ms)
+
+
+def timed_out_invocations(aws: Callable[[str], Any], function: str, since_ms: int) -> int:
+    """Invocations of the function that the engine stopped at its timeout since then, from the
+    function's log ("Task timed out after ...", as Lambda writes it)."""
+    logs = aws("logs")
+    try:
+        found = logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{function}", startTime=since_ms, filterPattern="timed out"
+        )
+    except logs.exceptions.ResourceNotFoundException:
+        return 0
+    return sum("Task timed out" in event["message"] for event in found["events"])
+
+
+def test_ingestion_timing_out_mid_batch_loses_and_duplicates_nothing(
+    api: Api, fleet: dict[str, Any], aws: Callable[[str], Any], endpoints: dict[str, Any]
+) -> None:
+    # Given the ingestion function with a timeout shorter than a batch takes, and a queue that
+    # hands a message out again 5 s after a failed receive (not 180 s)
+    lam, sqs = aws("lambda"), aws("sqs")
+    function = f"kumo-{endpoints['stage']}-ingest_telemetry"
+    url = telemetry_queue(aws, endpoints)
+    timeout = lam.get_function_configuration(FunctionName=function)["Timeout"]
+    visibility = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])[
+        "Attributes"
+    ]["VisibilityTimeout"]
+    devices = [fleet["devices"][f"timeout-{n}"] for n in range(TIMEOUT_DEVICES)]
+    base_ms = base_time()
+    # The devices' overlapping windows, interleaved so that every batch spans several devices,
+    # and each of them queued twice
+    entries = []
+    for first, last in windows(READINGS):
+        for device in devices:
+            body = rule_message(fleet, device["id"], message(base_ms, first, last))
+            entries += [
+                {"Id": f"{device['id'][-6:]}{first}{copy}", "MessageBody": body} for copy in "ab"
+            ]
+    started_ms = int(time.time() * 1000)
+    try:
+        lam.update_function_configuration(FunctionName=function, Timeout=1)
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "5"})
+
+        # When they are queued, and the function times out mid-batch at least once
+        for start in range(0, len(entries), 10):
+            sent = sqs.send_message_batch(QueueUrl=url, Entries=entries[start : start + 10])
+            assert not sent.get("Failed"), sent
+        deadline = time.monotonic() + 120
+        while not timed_out_invocations(aws, function, started_ms):
+            assert time.monotonic() < deadline, "no invocation timed out within 120 s"
+            time.sleep(0.5)
+    finally:
+        # Back to normal before a message reaches the redrive limit (5 receives).
+        lam.update_function_configuration(FunctionName=function, Timeout=timeout)
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": visibility})
+
+    # Then, once every redelivery is handled, each device has every reading once, counted once
+    for device in devices:
+        wait_for_count(api, fleet["token"], device["id"], base_ms)
+    wait_for_drained_queue(aws, endpoints)
+    for device in devices:
+        assert_each_reading_once(api, fleet["token"], device["id"], base_ms)
+    # And nothing went to the dead-letter queue
+    dlq = sqs.get_queue_url(QueueName=f"kumo-{endpoints['stage']}-telemetry-dlq")["QueueUrl"]
+    ours = {device["id"] for device in devices}
+    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    assert not [
+        m for m in dead.get("Messages", []) if json.loads(m["Body"]).get("device_id") in ours
+    ]
