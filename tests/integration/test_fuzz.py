@@ -48,6 +48,9 @@ def _fuzz(base: str, report: Path, *, token: str | None) -> dict[str, Any]:
         "--request-timeout",
         "60",
         "--no-color",
+        # No example database: a run depends on the seed alone, not on what earlier runs found.
+        "--generation-database",
+        "none",
         "--report",
         "ndjson",
         "--report-ndjson-path",
