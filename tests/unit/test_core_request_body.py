@@ -15,6 +15,7 @@ from kumo.core.errors import JsonTooDeep, MalformedJson, PayloadTooLarge, Unsupp
 from kumo.identity.models import UserModel
 
 from tests.support.factories import device_principal, new_fleet, unique_email
+from tests.unit.conftest import FakeContext, load_handler
 
 PROBLEM = "urn:kumo:problem:"
 DEEP = "[" * 10_000 + "]" * 10_000  # 20 KB
@@ -334,3 +335,131 @@ def test_json_media_types(content_type, json_type):
     if not json_type:
         with pytest.raises(UnsupportedMediaType):
             request_body.check_media_type(content_type)
+
+
+# --- WebSocket frames --------------------------------------------------------------------
+
+
+@pytest.fixture
+def frame(load_event: Callable[[str], dict[str, Any]]) -> Callable[[str, str], list[Any]]:
+    """Send one raw frame to a WebSocket route's handler; answers what it posted back."""
+    from kumo.core.ids import new_id
+    from kumo.realtime import fanout
+
+    from tests.support.factories import principal_for
+    from tests.unit.test_realtime import sent
+
+    def send(function: str, body: str) -> list[Any]:
+        fanout.management_client.cache_clear()
+        connection = f"conn-{new_id()}"
+        event = load_event("realtime/subscribe")
+        event["requestContext"]["connectionId"] = connection
+        event["requestContext"]["authorizer"] = principal_for(new_id())
+        event["body"] = body
+        result = load_handler(f"realtime/{function}").lambda_handler(event, FakeContext())
+        assert result == {"statusCode": 200}
+        return sent(connection)
+
+    return send
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize(
+    ("function", "body"),
+    [
+        ("ws_default", "[" * 5_000 + "]" * 5_000),
+        ("ws_subscribe", '{"action": "subscribe", "id": "r1", "x": ' + DEEP + "}"),
+        ("ws_unsubscribe", '{"action": "unsubscribe", "x": ' + DEEP + "}"),
+    ],
+)
+def test_websocket_frame_nested_too_deep_gets_an_error_frame(frame, function, body):
+    # Given a frame nested thousands of levels deep
+    # When a route's handler receives it
+    frames = frame(function, body)
+
+    # Then the connection gets one error frame with a 400 problem, and stays open
+    assert [f["event"] for f in frames] == ["error"]
+    assert frames[0]["problem"]["type"] == PROBLEM + "json-too-deep"
+    assert frames[0]["problem"]["status"] == 400
+
+
+@pytest.mark.usefixtures("aws")
+def test_websocket_frame_that_is_not_json_gets_a_malformed_json_frame(frame):
+    # Given a subscribe frame cut short
+    # When the subscribe handler receives it
+    frames = frame("ws_subscribe", '{"action": "subscribe", "channel": ')
+
+    # Then the error frame says where the JSON broke
+    assert frames[0]["problem"]["type"] == PROBLEM + "malformed-json"
+    assert frames[0]["problem"]["line"] == 1
+
+
+# --- every request schema: the validation refuses what the document's types forbid -------
+
+# Values of another JSON type than each schema type, which lax parsing would coerce.
+WRONG_TYPE: dict[str, list[Any]] = {
+    "integer": [False, True, "3", 1.5],
+    "number": [False, "1.5"],
+    "boolean": [0, 1, "true", "false"],
+    "string": [1, True],
+}
+
+
+def _request_models() -> list[type[Any]]:
+    """Every model a request body of docs/openapi.json names, found in kumo.<context>.schemas."""
+    import importlib
+
+    from tests.support.template import ROOT
+
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    names = set()
+    for item in document["paths"].values():
+        for operation in item.values():
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                ref = content["schema"].get("$ref", "")
+                names.add(ref.rsplit("/", 1)[-1])
+    contexts = ("alerts", "devices", "identity", "orgs", "tasks", "telemetry")
+    modules = [importlib.import_module(f"kumo.{context}.schemas") for context in contexts]
+    found = {n: getattr(m, n) for m in modules for n in names if hasattr(m, n)}
+    assert set(found) == names - {""}, f"request models not found: {names - set(found)}"
+    return [found[name] for name in sorted(found)]
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for model in _request_models():
+        for name, schema in model.model_json_schema()["properties"].items():
+            allowed = {s.get("type") for s in schema.get("anyOf", [schema])}
+            for json_type in sorted(allowed & set(WRONG_TYPE)):
+                for value in WRONG_TYPE[json_type]:
+                    wrong = {"integer": {"integer", "number"}, "number": {"integer", "number"}}
+                    if not any(
+                        _json_type(value) in wrong.get(t, {t}) for t in allowed if t is not None
+                    ):
+                        cases.append(
+                            pytest.param(
+                                model, name, value, id=f"{model.__name__}.{name}={value!r}"
+                            )
+                        )
+    return cases
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    return "number" if isinstance(value, float) else "string"
+
+
+@pytest.mark.parametrize(("model", "field", "value"), _cases())
+def test_request_model_refuses_a_value_its_schema_type_forbids(model, field, value):
+    # Given a request model and a value of a JSON type its schema does not allow for a field
+    from pydantic import ValidationError
+
+    # When validating a body carrying that value, as the resolver does (Python mode)
+    with pytest.raises(ValidationError) as raised:
+        model.model_validate({field: value})
+
+    # Then that field is among the errors
+    assert field in {str(e["loc"][0]) for e in raised.value.errors() if e["loc"]}
