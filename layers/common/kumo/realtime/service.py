@@ -23,6 +23,7 @@ from kumo.core.errors import (
     BadRequest,
     Gone,
     KumoError,
+    MalformedJson,
     ValidationFailed,
     field_errors,
 )
@@ -187,7 +188,10 @@ def unsubscribe(
 
 def other_action(body: str | None) -> dict[str, Any]:
     """The $default route: `ping` answers `pong`, anything else is a 400 naming the actions."""
-    data = request_body.decode_json(body or "")
+    try:
+        data = request_body.decode_json(body or "")
+    except MalformedJson:
+        data = None  # plain text gets the list of actions; a deep or huge frame its own 400
     action = data.get("action") if isinstance(data, dict) else None
     if action != "ping":
         raise BadRequest(
