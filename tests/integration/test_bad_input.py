@@ -313,3 +313,49 @@ def test_gap_a_crashed_function_gets_the_engines_502_not_default_5xx(crashing_ap
         "docs/adr/0023 and this test"
     )
     assert "message" in answer.json()
+
+
+def test_gap_any_method_in_an_openapi_body_is_not_imported(aws: Callable[[str], Any]) -> None:
+    # A 405 for every path would come from an ANY method per path (ADR 0023); SAM writes an
+    # `Method: any` event into the API's body as this extension, which the engine drops when
+    # CloudFormation creates the API, as it does Kumo's.
+    integration = {
+        "type": "mock",
+        "requestTemplates": {"application/json": '{"statusCode": 405}'},
+        "responses": {"default": {"statusCode": "405"}},
+    }
+    operation = {
+        "responses": {"200": {"description": "ok"}},
+        "x-amazon-apigateway-integration": integration,
+    }
+    name = f"kumo-any-{uuid.uuid4().hex[:8]}"
+    body = {
+        "openapi": "3.0.1",
+        "info": {"title": name, "version": "1"},
+        "paths": {"/thing": {"get": operation, "x-amazon-apigateway-any-method": operation}},
+    }
+    template = {
+        "Resources": {"Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Body": body}}}
+    }
+    cloudformation = aws("cloudformation")
+    cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    try:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while time.monotonic() < deadline:
+            status = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+            if status.endswith(("COMPLETE", "FAILED")):
+                break
+            time.sleep(0.2)
+        assert status == "CREATE_COMPLETE", status
+        (api,) = cloudformation.describe_stack_resources(StackName=name)["StackResources"]
+        resources = aws("apigateway").get_resources(
+            restApiId=api["PhysicalResourceId"], embed=["methods"]
+        )["items"]
+        methods = {m for r in resources for m in (r.get("resourceMethods") or {})}
+        assert "GET" in methods
+        assert "ANY" not in methods, (
+            "MiniStack now imports ANY methods: a 405 for unsupported methods can be had "
+            "with an ANY route per path (docs/adr/0023)"
+        )
+    finally:
+        cloudformation.delete_stack(StackName=name)
