@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from kumo.core import request_body
 from kumo.core.errors import JsonTooDeep, MalformedJson, PayloadTooLarge, UnsupportedMediaType
 from kumo.identity.models import UserModel
 
-from tests.support.factories import device_principal, new_fleet, unique_email
+from tests.support.factories import device_principal, new_fleet, new_principal, unique_email
 from tests.unit.conftest import FakeContext, load_handler
 
 PROBLEM = "urn:kumo:problem:"
@@ -463,3 +464,50 @@ def test_request_model_refuses_a_value_its_schema_type_forbids(model, field, val
 
     # Then that field is among the errors
     assert field in {str(e["loc"][0]) for e in raised.value.errors() if e["loc"]}
+
+
+# --- every route with a body, from the OpenAPI document ----------------------------------
+
+
+def _body_routes() -> list[Any]:
+    """(function directory, method, path) of every operation that takes a request body."""
+    from infra import openapi
+    from tests.support.template import ROOT
+
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    routes = []
+    for route in openapi.api_routes():
+        operation = document["paths"][route.path][route.method]
+        if "requestBody" in operation:
+            function = route.code_dir.relative_to(ROOT / "functions").as_posix().strip("/")
+            routes.append(
+                pytest.param(
+                    function,
+                    route.method.upper(),
+                    route.path,
+                    id=f"{route.method.upper()} {route.path}",
+                )
+            )
+    assert len(routes) > 20
+    return routes
+
+
+@pytest.mark.parametrize(("function", "method", "path"), _body_routes())
+def test_every_body_route_answers_415_to_text_plain(call_api, function, method, path):
+    # Given any route that reads a body, and a JSON object sent as text/plain
+    concrete = re.sub(r"\{[^}]+\}", "01HZREQUESTBODYPATHID00001", path)
+    principal = DEVICE if path.startswith("/api/v1/device/") else new_principal()
+
+    # When calling it
+    response = call_api(
+        function,
+        method,
+        concrete,
+        resource=path,
+        raw_body='{"name": "x"}',
+        headers={"Content-Type": "text/plain"},
+        principal=principal,
+    )
+
+    # Then the body is refused before anything reads it: a 415, not a 500
+    _is_problem(response, 415, "unsupported-media-type")
