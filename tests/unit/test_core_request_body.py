@@ -511,3 +511,16 @@ def test_every_body_route_answers_415_to_text_plain(call_api, function, method, 
 
     # Then the body is refused before anything reads it: a 415, not a 500
     _is_problem(response, 415, "unsupported-media-type")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"note": "' + "[" * 100 + '"}',  # brackets inside a string are text
+        '{"note": "\\"' + "{" * 100 + '"}',  # after an escaped quote, still inside the string
+        json.dumps({"readings": [{"ts": n, "metrics": {"t": 1.5}} for n in range(200)]}),
+    ],
+    ids=["brackets-in-a-string", "escaped-quote", "wide-but-shallow"],
+)
+def test_decode_json_counts_only_the_nesting_of_arrays_and_objects(text):
+    assert request_body.decode_json(text) == json.loads(text)
