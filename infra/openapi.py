@@ -278,6 +278,11 @@ def _finish_operation(operation: dict[str, Any], route: ApiRoute, summary: str |
     responses.pop("422", None)
     if operation.get("parameters") or operation.get("requestBody"):
         responses["422"] = _problem("Validation failed: `errors` lists each invalid field")
+    if operation.get("requestBody"):
+        # kumo.core.request_body reads every JSON body the same way (ADR 0023).
+        responses["400"] = _problem("The body is not JSON (`malformed-json`) or nests too deep")
+        responses["413"] = _problem("The body is larger than the route takes")
+        responses["415"] = _problem("The body is not sent as application/json")
     if route.authenticated:
         responses["401"] = _problem("Missing or invalid credentials")
         responses["403"] = _problem("These credentials do not allow this request")

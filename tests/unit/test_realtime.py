@@ -332,7 +332,7 @@ def test_viewer_subscribes_to_the_orgs_channels(load_event, ws, world, channel):
         ({"action": "subscribe", "channel": "weather", "org_id": "0" * 26}, "channel"),
         ({"action": "subscribe", "channel": "device", "device_id": "not-an-id"}, "device_id"),
         ({"action": "subscribe", "channel": "alerts", "org_id": "0" * 26, "extra": 1}, "extra"),
-        ("{not json", "body"),
+        # Text that is not JSON is a 400 malformed-json: tests/unit/test_core_request_body.py
     ],
 )
 def test_malformed_subscription_gets_a_422_and_stores_nothing(load_event, ws, world, body, field):
