@@ -159,6 +159,8 @@ def api_event(
     event["resource"] = resource or path
     event["requestContext"]["httpMethod"] = method
     event["requestContext"]["resourcePath"] = event["resource"]
+    # As called on the execute-api URL: the stage, then the route.
+    event["requestContext"]["path"] = f"/{event['requestContext']['stage']}{path}"
     event["body"] = None if body is None else json.dumps(body)
     event["pathParameters"] = path_parameters
     event["queryStringParameters"] = query
