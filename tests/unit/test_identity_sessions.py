@@ -339,7 +339,7 @@ def test_logout_clears_both_cookies(call_api):
         "kumo_access": ("", {"Path=/", "Max-Age=0", "HttpOnly", "Secure", "SameSite=Lax"}),
         "kumo_refresh": (
             "",
-            {"Path=/api/v1/auth", "Max-Age=0", "HttpOnly", "Secure", "SameSite=Lax"},
+            {"Path=/prod/api/v1/auth", "Max-Age=0", "HttpOnly", "Secure", "SameSite=Lax"},
         ),
     }
 
