@@ -40,13 +40,12 @@ STACK_MARKER = "KUMO_STACK_STATE"
 # Seconds an extra worker a burst started may sit idle before the engine stops it (its
 # default is 300; the first worker of each function stays).
 WORKER_IDLE_SECONDS = 60
-# What `up` calls once, when their functions are cold, so that the first requests after it
-# find them warm: what a newcomer calls first, and the functions that serve it.
+# What `up` calls once when their functions are cold (a new engine, or new code), so that a
+# newcomer's first requests find them warm: signing in (a password hash, the signing keys, the
+# first clients) and the authorizer every signed-in call goes through.
 WARM_ROUTES: dict[str, tuple[str, ...]] = {
-    "health": ("functions/core/health",),
     "login": ("functions/identity/login",),
-    "me": ("functions/identity/authorizer", "functions/identity/get_me"),
-    "refresh": ("functions/identity/refresh",),
+    "authorizer": ("functions/identity/authorizer",),
 }
 MINISTACK_PYTHON = LOCAL / "ministack" / "bin" / "python"
 # MiniStack with the one fix Kumo needs from it (infra/local/engine.py, ADR 19).
@@ -523,17 +522,19 @@ def up(
     outputs, replaced = deploy(stack)
     urls = endpoints(stack, outputs)
     result: dict[str, Any] = {**urls, "state_dir": str(stack.state_dir)}
-    if seed:
-        from infra.local import seed as seeding
-
-        result["demo"] = seeding.seed(stack)
     cold = [
         route
         for route, functions in WARM_ROUTES.items()
         if fresh or replaced is None or set(functions) & set(replaced)
     ]
-    if cold:
-        result["warmed"] = warm(urls, result.get("demo"), cold)
+    warming = Warming(urls, cold) if cold else None
+    if seed:
+        from infra.local import seed as seeding
+
+        result["demo"] = seeding.seed(stack)
+    if warming:
+        warming.signed_in(result.get("demo"))
+        result["warmed"] = warming.result()
     target = endpoints_file or endpoints_path(stack.state_dir)
     # The demo accounts' passwords are in it.
     write_private(target, json.dumps(result, indent=2) + "\n")
@@ -550,59 +551,53 @@ def endpoints_path(state_dir: Path) -> Path:
     return LOCAL / "endpoints.json" if resolved == DEFAULT_STATE else resolved / "endpoints.json"
 
 
-def warm(urls: dict[str, str], demo: dict[str, Any] | None, routes: list[str]) -> dict[str, Any]:
-    """Call each route once (WARM_ROUTES), so that its functions have a worker: the status each
-    answered, and how long warming took. A route that fails is reported, not raised: the
-    stack is up, and its first caller will wait for the cold start instead."""
-    from concurrent.futures import ThreadPoolExecutor
+class Warming:
+    """Call each cold route once (WARM_ROUTES), so that its functions have a worker when the
+    first requests after `up` come. The authorizer is called at once, beside the seeding; the
+    sign-in, as the demo user, once it is seeded. A route that fails is reported, not raised:
+    the stack is up, and its first caller waits for the cold start instead."""
 
-    started = time.monotonic()
-    api = urls["api"] + "/api/v1"
-    answers: dict[str, Any] = {}
+    def __init__(self, urls: dict[str, str], routes: list[str]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
 
-    def call(name: str, method: str, path: str, body: Any = None, token: str = "") -> Any:
+        self.api = urls["api"] + "/api/v1"
+        self.routes = routes
+        self.answers: dict[str, Any] = {}
+        self.started = time.monotonic()
+        self.pool = ThreadPoolExecutor(3)
+        if "authorizer" in routes:  # a token it refuses: the authorizer answers, and is warm
+            self.pool.submit(self.call, "authorizer", "GET", "/users/me", token="not-a-token")  # noqa: S106
+
+    def call(self, name: str, method: str, path: str, body: Any = None, token: str = "") -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data else {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(api + path, data=data, method=method, headers=headers)  # noqa: S310
+        url = self.api + path
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=150) as answer:  # noqa: S310 (127.0.0.1)
-                answers[name] = answer.status
+                self.answers[name] = answer.status
                 return json.loads(answer.read() or b"null")
         except urllib.error.HTTPError as error:
-            answers[name] = error.code
+            self.answers[name] = error.code
         except (urllib.error.URLError, OSError, ValueError) as error:
-            answers[name] = type(error).__name__
+            self.answers[name] = type(error).__name__
         return None
 
-    def signed_in() -> None:
+    def signed_in(self, demo: dict[str, Any] | None) -> None:
         user = next((a for a in (demo or {}).get("accounts", []) if a["role"] == "user"), None)
-        if user is None:
-            return
-        tokens = call(
-            "login", "POST", "/auth/login", {"email": user["email"], "password": user["password"]}
-        )
-        if not isinstance(tokens, dict):
-            return
-        with ThreadPoolExecutor(2) as pool:
-            if "me" in routes:
-                pool.submit(call, "me", "GET", "/users/me", token=tokens["access_token"])
-            if "refresh" in routes:
-                pool.submit(
-                    call,
-                    "refresh",
-                    "POST",
-                    "/auth/refresh",
-                    {"refresh_token": tokens["refresh_token"]},
-                )
+        if user is not None and "login" in self.routes:
+            self.call(
+                "login",
+                "POST",
+                "/auth/login",
+                {"email": user["email"], "password": user["password"]},
+            )
 
-    with ThreadPoolExecutor(2) as pool:
-        if "health" in routes:
-            pool.submit(call, "health", "GET", "/health")
-        if {"login", "me", "refresh"} & set(routes):
-            pool.submit(signed_in)
-    return {"routes": answers, "seconds": round(time.monotonic() - started, 1)}
+    def result(self) -> dict[str, Any]:
+        self.pool.shutdown(wait=True)
+        return {"routes": self.answers, "seconds": round(time.monotonic() - self.started, 1)}
 
 
 def _start_simulator(stack: Stack, org_id: str, endpoints_file: Path) -> dict[str, Any]:
