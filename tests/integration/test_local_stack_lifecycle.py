@@ -22,10 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
+from infra import stacks
 from infra.local import stack as local_stack
+from infra.template import template
 from tests.integration.conftest import DEADLINE_SECONDS, Outbox, _free_port
 
 PASSWORD = "correct horse 42"
@@ -105,6 +108,24 @@ def test_the_first_login_after_up_succeeds(private: PrivateStack) -> None:
 
     # Then it is signed in
     assert login.status_code == 200, login.text
+
+
+def test_functions_run_locally_with_the_local_timeout(private: PrivateStack) -> None:
+    # Given the login function, which the template gives AWS's 10 s
+    assert template()["Globals"]["Function"]["Timeout"] == 10
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=private.stack.gateway,
+        region_name=local_stack.REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+    # When its deployed configuration is read on the local engine
+    deployed = lam.get_function_configuration(FunctionName="kumo-local-login")
+
+    # Then it may run as long as the local stack allows
+    assert deployed["Timeout"] == stacks.LOCAL_TIMEOUT_SECONDS
 
 
 def test_files_holding_secrets_are_the_owner_s_only(private: PrivateStack) -> None:

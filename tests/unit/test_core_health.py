@@ -63,7 +63,5 @@ def test_health_answers_503_naming_a_queue_that_is_gone(call_api: Any) -> None:
 
     # Then it is a problem naming that queue, and only it, as failing
     assert answer["statusCode"] == 503
-    failing = {
-        name for name, check in answer["json"]["checks"].items() if check["status"] != "ok"
-    }
+    failing = {name for name, check in answer["json"]["checks"].items() if check["status"] != "ok"}
     assert failing == {"telemetry_dead_letters"}
