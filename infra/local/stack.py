@@ -48,7 +48,7 @@ WARM_ROUTES: dict[str, tuple[str, ...]] = {
     "authorizer": ("functions/identity/authorizer",),
 }
 MINISTACK_PYTHON = LOCAL / "ministack" / "bin" / "python"
-# MiniStack with the one fix Kumo needs from it (infra/local/engine.py, ADR 19).
+# MiniStack with what Kumo adds to it (infra/local/engine.py, ADR 19 and 25).
 ENGINE = ROOT / "infra" / "local" / "engine.py"
 SAM_BIN = LOCAL / "sam" / "bin" / "sam"
 BUILD_DIR = ROOT / ".aws-sam" / "build"
@@ -111,9 +111,9 @@ def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (it may hold passwords, keys or tokens)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when an older file had looser rights, before writing
     with os.fdopen(descriptor, "w") as stream:
         stream.write(text)
-    path.chmod(0o600)  # also when an older file had looser rights
 
 
 def recorded(state_dir: Path) -> dict[str, int]:
