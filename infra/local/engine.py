@@ -22,7 +22,8 @@ changed: this module starts its server with three additions, each pinned by a co
      core as the data grows;
    - for every service on `POST /_kumo/save`, which the launcher calls after a deploy; it
      answers when the files are written.
-   One lock orders these saves and the shutdown's, which write the same files.
+   The state is copied on the event loop, where the engine handles requests (so none changes
+   it meanwhile), and written from a thread; one lock orders these writes and the shutdown's.
 
 3. The SES outbox is saved with the rest (MiniStack keeps sent mail in memory only, so it was
    empty after every restart): it is part of the `ses` state it writes and reads.
@@ -98,13 +99,35 @@ def _save_all_locked(services: dict[str, Any]) -> None:
 engine.save_all = _save_all_locked
 
 
-def save(*, everything: bool) -> dict[str, Any]:
-    started = time.monotonic()
+def _snapshot(*, everything: bool) -> dict[str, Any]:
+    """Each service's state, as `save_all` takes it. Run on the event loop, where the engine
+    handles requests, so that no request changes a service while it is copied."""
     services = engine._build_persistence_save_dict()
-    if not everything:
-        services = {key: get for key, get in services.items() if key not in DEPLOY_TIME}
-    _save_all_locked(services)
-    return {"saved": sorted(services), "seconds": round(time.monotonic() - started, 3)}
+    states = {}
+    for name, get_state in services.items():
+        if not everything and name in DEPLOY_TIME:
+            continue
+        try:
+            state = get_state()
+        except Exception as error:  # changed meanwhile by a thread of the engine's: next time
+            print(f"[kumo-engine] not saved: {name}: {error!r}", file=sys.stderr, flush=True)
+            continue
+        if state is not None:  # as save_all: no state is not an empty state
+            states[name] = state
+    return states
+
+
+def _write(states: dict[str, Any]) -> None:
+    with _save_lock:
+        for name, state in states.items():
+            persistence.save_state(name, state)
+
+
+async def save(*, everything: bool) -> dict[str, Any]:
+    started = time.monotonic()
+    states = _snapshot(everything=everything)
+    await asyncio.to_thread(_write, states)  # serializing and writing: off the loop
+    return {"saved": sorted(states), "seconds": round(time.monotonic() - started, 3)}
 
 
 def _save_periodically(interval: float) -> None:
@@ -112,21 +135,29 @@ def _save_periodically(interval: float) -> None:
         _changed.wait()
         time.sleep(interval)
         _changed.clear()  # what changes from here on is saved next time
-        try:
-            took = save(everything=False)["seconds"]
-        except Exception as error:  # the next round tries again; the files on disk stay whole
-            print(f"[kumo-engine] periodic save failed: {error!r}", file=sys.stderr, flush=True)
-            took = interval
+        took = interval
+        if _loop is not None:
+            try:
+                done = asyncio.run_coroutine_threadsafe(save(everything=False), _loop)
+                took = done.result()["seconds"]
+            except Exception as error:  # the next round tries again; the files stay whole
+                print(f"[kumo-engine] periodic save failed: {error!r}", file=sys.stderr)
         time.sleep(max(0.0, 9 * took))
+
+
+_loop: asyncio.AbstractEventLoop | None = None
 
 
 _serve = engine.app
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    global _loop
+    if _loop is None:
+        _loop = asyncio.get_running_loop()
     path = scope.get("path", "")
     if scope["type"] == "http" and path == SAVE_PATH and scope.get("method") == "POST":
-        result = await asyncio.to_thread(save, everything=True)
+        result = await save(everything=True)
         body = json.dumps(result).encode()
         headers = [
             (b"content-type", b"application/json"),
