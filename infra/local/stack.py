@@ -4,10 +4,11 @@
     python -m infra.local.stack down|status [--state-dir .local/state]
 
 `make up` and `make down` call this; the integration tests import it to run a stack of
-their own on a free port with a throw-away state folder. A running stack is recorded in its
-state folder (stack.json: the engine's pid and port), so `down` and `status` find it on
-whatever port `up` was given. What the stack started runs in the engine's session and carries
-its state folder in KUMO_STACK_STATE, so `down` stops all of it, workers included (ADR 25).
+their own on a free port with a throw-away state folder. A stack is recorded in its state
+folder (stack.json: the engine's pid while it runs, and its port, kept after `down`), so
+`down`, `status` and the next `up` find it on whatever port `up` was first given. What the
+stack starts runs in the engine's session and carries its state folder in KUMO_STACK_STATE,
+so `down` stops all of it, workers included (ADR 25).
 """
 
 from __future__ import annotations
@@ -117,11 +118,11 @@ def write_private(path: Path, text: str) -> None:
 
 
 def recorded(state_dir: Path) -> dict[str, int]:
-    """The engine's pid and port as `up` recorded them, or {}."""
+    """The engine's pid (while it runs) and port as `up` recorded them, or {}."""
     try:
         record = json.loads((state_dir / "stack.json").read_text())
-        return {"pid": int(record["pid"]), "port": int(record["port"])}
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return {key: int(record[key]) for key in ("pid", "port") if key in record}
+    except (FileNotFoundError, ValueError, TypeError, AttributeError):
         pass
     try:  # a stack started before stack.json: its pid only
         return {"pid": int((state_dir / "ministack.pid").read_text())}
@@ -231,7 +232,8 @@ def stop_engine(stack: Stack, timeout: float = 30) -> bool:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
         _wait_gone(leftovers, 5)
-    stack.record_file.unlink(missing_ok=True)
+    # The port stays recorded: the next `up` of this folder starts on it again.
+    write_private(stack.record_file, json.dumps({"port": stack.port}))
     stack.pid_file.unlink(missing_ok=True)
     return pid is not None or bool(leftovers)
 

@@ -29,6 +29,22 @@ def test_down_and_status_use_the_port_up_recorded(
     assert local_stack.resolve_port(None, tmp_path) == 4900
 
 
+def test_a_stopped_stack_keeps_its_port_for_the_next_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stack on port 4711 that is not running (its engine's pid is long gone)
+    monkeypatch.delenv("KUMO_PORT", raising=False)
+    stack = local_stack.Stack(port=4711, state_dir=tmp_path)
+    (tmp_path / "stack.json").write_text(json.dumps({"port": 4711}))
+
+    # When it is brought down (there is nothing to stop)
+    assert local_stack.stop_engine(stack) is False
+
+    # Then the next command given no port still uses 4711
+    assert local_stack.recorded(tmp_path) == {"port": 4711}
+    assert local_stack.resolve_port(None, tmp_path) == 4711
+
+
 def test_without_a_record_the_default_port_is_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
