@@ -94,7 +94,7 @@ def main() -> int:
         return 1
     stack = local_stack.Stack(port=port, state_dir=state_dir)
     endpoints = json.loads(local_stack.endpoints_path(state_dir).read_text())
-    print(burst(endpoints, args.logins, args.clients), flush=True)  # noqa: T201
+    print(burst(endpoints, args.logins, args.clients), flush=True)
 
     workers = len(local_stack.stack_processes(stack))
     started = time.monotonic()
