@@ -21,7 +21,7 @@ changed: this module starts its server with three additions, each pinned by a co
      and never more often than ten times its own duration, so it costs at most a tenth of a
      core as the data grows;
    - for every service on `POST /_kumo/save`, which the launcher calls after a deploy; it
-     answers when the files are written.
+     answers when the files are written (at once with `?wait=0`, after a code push).
    The state is copied on the event loop, where the engine handles requests (so none changes
    it meanwhile), and written from a thread; one lock orders these writes and the shutdown's.
 
@@ -146,6 +146,7 @@ def _save_periodically(interval: float) -> None:
 
 
 _loop: asyncio.AbstractEventLoop | None = None
+_pending: set[asyncio.Task[dict[str, Any]]] = set()  # saves asked for without waiting
 
 
 _serve = engine.app
@@ -157,7 +158,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         _loop = asyncio.get_running_loop()
     path = scope.get("path", "")
     if scope["type"] == "http" and path == SAVE_PATH and scope.get("method") == "POST":
-        result = await save(everything=True)
+        if b"wait=0" in scope.get("query_string", b""):
+            _pending.add(task := asyncio.create_task(save(everything=True)))
+            task.add_done_callback(_pending.discard)
+            result: dict[str, Any] = {"saving": True}
+        else:
+            result = await save(everything=True)
         body = json.dumps(result).encode()
         headers = [
             (b"content-type", b"application/json"),

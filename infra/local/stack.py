@@ -276,9 +276,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def save_engine_state(stack: Stack) -> dict[str, Any]:
-    """Have the engine write all its state now (infra/local/engine.py); it answers when done."""
-    url = f"{stack.gateway}/_kumo/save"
+def save_engine_state(stack: Stack, *, wait: bool = True) -> dict[str, Any]:
+    """Have the engine write all its state now (infra/local/engine.py): it answers when done,
+    or (`wait=False`) at once, saving meanwhile."""
+    url = f"{stack.gateway}/_kumo/save" + ("" if wait else "?wait=0")
     request = urllib.request.Request(url, method="POST", data=b"")  # noqa: S310 (127.0.0.1)
     with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 (127.0.0.1)
         saved: dict[str, Any] = json.loads(answer.read())
@@ -375,7 +376,8 @@ def deploy(stack: Stack, *, force: bool = False) -> tuple[dict[str, str], list[s
         log(f"code of {', '.join(changed)} updated in {time.monotonic() - started:.1f} s")
         pushed = [*(previous.pushed if previous else []), *changed]
         marker.write_text(code_sync.record(current, pushed).to_json())
-        save_engine_state(stack)  # the new code survives a crash of the engine too
+        # The new code survives a crash of the engine too; saved while `up` goes on.
+        save_engine_state(stack, wait=False)
         return outputs, changed
     started = time.monotonic()
     build()
@@ -414,7 +416,9 @@ def deploy(stack: Stack, *, force: bool = False) -> tuple[dict[str, str], list[s
     if stale:
         code_sync.push(_client(stack, "lambda"), STAGE, stale)
     # The engine saves the functions and stacks only on a clean stop or when asked (ADR 25).
+    started = time.monotonic()
     save_engine_state(stack)
+    log(f"engine state saved in {time.monotonic() - started:.1f} s")
     marker.write_text(code_sync.record(current, []).to_json())
     return outputs, None
 
@@ -533,7 +537,9 @@ def up(
     if seed:
         from infra.local import seed as seeding
 
+        seeding_started = time.monotonic()
         result["demo"] = seeding.seed(stack)
+        log(f"demo data seeded in {time.monotonic() - seeding_started:.1f} s")
     if warming:
         warming.signed_in(result.get("demo"))
         result["warmed"] = warming.result()
