@@ -201,6 +201,7 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def authorize(
+    aws: object,
     load_event: Callable[[str], dict[str, Any]],
 ) -> Callable[[dict[str, str]], dict[str, Any]]:
     """Run the authorizer on events/identity/authorizer_request.json with extra headers."""

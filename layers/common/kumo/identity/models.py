@@ -85,6 +85,9 @@ class UserModel(IdentityItem):
     updated_at = UnicodeAttribute()
     failed_logins = NumberAttribute(default=0)
     locked_until = NumberAttribute(default=0)
+    # Raised by a deactivation, a role change or a new password: access tokens carry the
+    # epoch they were issued at, and the authorizer refuses older ones (kumo.identity.sessions).
+    session_epoch = NumberAttribute(default=0)
 
     by_created = UserListIndex()
 
