@@ -561,9 +561,11 @@ def endpoints_path(state_dir: Path) -> Path:
 
 class Warming:
     """Call each cold route once (WARM_ROUTES), so that its functions have a worker when the
-    first requests after `up` come. The authorizer is called at once, beside the seeding; the
-    sign-in, as the demo user, once it is seeded. A route that fails is reported, not raised:
-    the stack is up, and its first caller waits for the cold start instead."""
+    first requests after `up` come. Beside the seeding, the authorizer is called with a token it
+    refuses and the sign-in with a body it refuses, which starts their workers; once the demo
+    user is seeded, it signs in on that worker (its first password hash, signing key and
+    clients). A route that fails is reported, not raised: the stack is up, and its first
+    caller waits for the cold start instead."""
 
     def __init__(self, urls: dict[str, str], routes: list[str]) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -575,6 +577,12 @@ class Warming:
         self.pool = ThreadPoolExecutor(3)
         if "authorizer" in routes:  # a token it refuses: the authorizer answers, and is warm
             self.pool.submit(self.call, "authorizer", "GET", "/users/me", token="not-a-token")  # noqa: S106
+        # A body it refuses (422, no sign-in attempt): the sign-in's worker starts meanwhile.
+        self.login_worker = (
+            self.pool.submit(self.call, "login_start", "POST", "/auth/login", {})
+            if "login" in routes
+            else None
+        )
 
     def call(self, name: str, method: str, path: str, body: Any = None, token: str = "") -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -595,7 +603,8 @@ class Warming:
 
     def signed_in(self, demo: dict[str, Any] | None) -> None:
         user = next((a for a in (demo or {}).get("accounts", []) if a["role"] == "user"), None)
-        if user is not None and "login" in self.routes:
+        if user is not None and self.login_worker is not None:
+            self.login_worker.result()  # on that worker, not a second one started beside it
             self.call(
                 "login",
                 "POST",
