@@ -187,8 +187,23 @@ def environment_for(
         if "Fn::GetAtt" in node and node["Fn::GetAtt"][1] == "QueueName":
             return evaluate(resources[node["Fn::GetAtt"][0]]["Properties"]["QueueName"])
         if "Fn::If" in node:
-            return websocket_url  # the only condition: where the management API is reached
+            condition, when_true, when_false = node["Fn::If"]
+            if condition == "HasWebSocketManagementBase":
+                return websocket_url  # derived from the deployed API: given
+            return evaluate(when_true if holds(conditions[condition]) else when_false)
         raise ValueError(f"no local value for {node}")
+
+    conditions: dict[str, Any] = data.get("Conditions", {})
+
+    def holds(node: Any) -> bool:
+        if "Fn::Not" in node:
+            return not holds(node["Fn::Not"][0])
+        if "Fn::Equals" in node:
+            left, right = node["Fn::Equals"]
+            return evaluate(left) == evaluate(right)
+        if "Condition" in node:
+            return holds(conditions[node["Condition"]])
+        raise ValueError(f"no local value for the condition {node}")
 
     environment = {key: evaluate(value) for key, value in catalogue().items()}
     environment.update(overrides or {})

@@ -13,7 +13,6 @@ never a key.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -75,11 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", required=True)
     parser.add_argument("--which", choices=[*KEY_SETS, "all"], default="all")
     parser.add_argument("--keep-seconds", type=int, default=None)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("KUMO_PORT", 4566)))
+    parser.add_argument(
+        "--port", type=int, default=None, help="local stage: default KUMO_PORT, else make up's"
+    )
     parser.add_argument("--region", default=None, help="AWS stages: the stack's region")
     args = parser.parse_args(argv)
     keep = default_keep_seconds() if args.keep_seconds is None else args.keep_seconds
-    client = secrets_client(args.stage, port=args.port, region=args.region)
+    from infra.local.stack import DEFAULT_STATE, resolve_port
+
+    port = resolve_port(args.port, DEFAULT_STATE)
+    client = secrets_client(args.stage, port=port, region=args.region)
     for which in KEY_SETS if args.which == "all" else [args.which]:
         name = secret_name(args.stage, which)
         rotated = rotate(client, name, keep_seconds=keep)

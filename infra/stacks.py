@@ -173,6 +173,38 @@ def translate(template: dict[str, Any]) -> dict[str, Any]:
     return translated
 
 
+# --- 2b. the local engine's timeouts ----------------------------------------------------------
+
+# Locally a function may run this long whatever its template says (ADR 25): on a busy laptop a
+# first call (lazy imports, first clients, a password hash) took more than the 10 s that AWS
+# is given, and the engine answered 502. AWS keeps the template's timeouts.
+LOCAL_TIMEOUT_SECONDS = 120
+
+
+def local_timeouts(resources: dict[str, Any]) -> None:
+    """Raise every function's Timeout to LOCAL_TIMEOUT_SECONDS, in place, but not above the
+    visibility timeout of a queue it consumes: a message must stay hidden while it is handled
+    (AWS refuses such a mapping, and the engine would deliver the message twice)."""
+    caps: dict[str, int] = {}
+    for resource in resources.values():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = resource["Properties"]
+        source, function = props.get("EventSourceArn"), props.get("FunctionName")
+        if not (isinstance(source, dict) and "Fn::GetAtt" in source):
+            continue
+        queue = resources.get(source["Fn::GetAtt"][0], {})
+        if queue.get("Type") == "AWS::SQS::Queue" and isinstance(function, dict):
+            visibility = int(queue.get("Properties", {}).get("VisibilityTimeout", 30))
+            name = function["Ref"]
+            caps[name] = min(caps.get(name, LOCAL_TIMEOUT_SECONDS), visibility)
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            props = resource["Properties"]
+            limit = min(LOCAL_TIMEOUT_SECONDS, caps.get(name, LOCAL_TIMEOUT_SECONDS))
+            props["Timeout"] = max(int(props.get("Timeout", 3)), limit)
+
+
 # --- 3. which stack owns what --------------------------------------------------------------
 
 
@@ -397,10 +429,13 @@ def _code(resource: dict[str, Any], relative_to: Path) -> None:
 # --- 5. the stacks ---------------------------------------------------------------------------
 
 
-def compile_stacks(out: Path = OUT) -> dict[str, dict[str, Any]]:
-    """The compiled templates by path relative to `out` ("template.yaml", "stacks/x.yaml")."""
+def compile_stacks(out: Path = OUT, *, local: bool = False) -> dict[str, dict[str, Any]]:
+    """The compiled templates by path relative to `out` ("template.yaml", "stacks/x.yaml");
+    `local`: for the local engine, with its timeouts (local_timeouts)."""
     source_root = copy.deepcopy(sources.root())
     translated = translate(application())
+    if local:
+        local_timeouts(translated["Resources"])
     placed = partition(translated)
     children = sources.stack_sources()
     conditions = source_root.get("Conditions", {})

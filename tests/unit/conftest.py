@@ -162,6 +162,8 @@ def api_event(
     event["resource"] = resource or path
     event["requestContext"]["httpMethod"] = method
     event["requestContext"]["resourcePath"] = event["resource"]
+    # As called on the execute-api URL: the stage, then the route.
+    event["requestContext"]["path"] = f"/{event['requestContext']['stage']}{path}"
     event["body"] = raw_body if raw_body is not None else None if body is None else json.dumps(body)
     event["isBase64Encoded"] = is_base64
     event["pathParameters"] = path_parameters

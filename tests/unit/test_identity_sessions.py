@@ -156,7 +156,7 @@ def test_login_with_cookie_sets_http_only_session_cookies(call_api):
     assert tokens.decode_access_token(access)["email"] == email
     assert access_attributes == {"Path=/", "Max-Age=900", "HttpOnly", "Secure", "SameSite=Lax"}
     assert cookies["kumo_refresh"][1] == {
-        "Path=/api/v1/auth",
+        "Path=/prod/api/v1/auth",  # the stage first: the execute-api URL (api/request.json)
         "Max-Age=3600",
         "HttpOnly",
         "Secure",
@@ -339,7 +339,7 @@ def test_logout_clears_both_cookies(call_api):
         "kumo_access": ("", {"Path=/", "Max-Age=0", "HttpOnly", "Secure", "SameSite=Lax"}),
         "kumo_refresh": (
             "",
-            {"Path=/api/v1/auth", "Max-Age=0", "HttpOnly", "Secure", "SameSite=Lax"},
+            {"Path=/prod/api/v1/auth", "Max-Age=0", "HttpOnly", "Secure", "SameSite=Lax"},
         ),
     }
 

@@ -60,6 +60,7 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
         "realtime/ws_subscribe",
         "realtime/ws_unsubscribe",
         "identity/authorizer",
+        "core/health",
     },
     # Ingestion marks the device seen (kumo.devices.service.mark_seen).
     ("DevicesTable", "write"): _INGESTION,
@@ -80,8 +81,12 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
     | _INGESTION,
     # Alerts are evaluated on ingestion (ADR 13).
     ("AlertsTable", "write"): _INGESTION,
+    # Health is a platform component: it reports on every table (and queue) the platform uses.
     ("IdentityTable", "read"): {"core/health"},
     ("TasksTable", "read"): {"core/health"},
+    ("TelemetryTable", "read"): {"core/health"},
+    ("AlertsTable", "read"): {"core/health"},
+    ("ConnectionsTable", "read"): {"core/health"},
 }
 
 

@@ -209,3 +209,49 @@ def test_each_function_imports_with_only_its_environment(
         timeout=300,
     )
     assert json.loads(result.stdout.splitlines()[-1]) == {}
+
+
+def test_local_timeouts_raise_functions_but_not_past_their_queue_s_visibility() -> None:
+    # Given an API function (10 s), a queue consumer whose queue hides messages 60 s, and a
+    # long job (300 s)
+    resources: dict[str, Any] = {
+        "Api": {"Type": "AWS::Lambda::Function", "Properties": {"Timeout": 10}},
+        "Worker": {"Type": "AWS::Lambda::Function", "Properties": {"Timeout": 30}},
+        "Job": {"Type": "AWS::Lambda::Function", "Properties": {"Timeout": 300}},
+        "Work": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 60}},
+        "WorkerQueue": {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "EventSourceArn": {"Fn::GetAtt": ["Work", "Arn"]},
+                "FunctionName": {"Ref": "Worker"},
+            },
+        },
+    }
+
+    # When they are compiled for the local engine
+    stacks.local_timeouts(resources)
+
+    # Then each runs as long as the local stack allows, a consumer no longer than its queue
+    # hides a message, and none less than its template says
+    timeouts = {
+        name: resource["Properties"]["Timeout"]
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+    assert timeouts == {"Api": stacks.LOCAL_TIMEOUT_SECONDS, "Worker": 60, "Job": 300}
+
+
+def test_the_aws_compile_keeps_the_template_s_timeouts(
+    compiled: dict[str, dict[str, Any]],
+) -> None:
+    # Given the stacks compiled for AWS (no `local`)
+    functions = [
+        resource
+        for body in compiled.values()
+        for resource in body["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::Function"
+    ]
+
+    # Then the login function keeps the template's 10 s
+    login = next(f for f in functions if "login" in str(f["Properties"]["FunctionName"]))
+    assert login["Properties"]["Timeout"] == 10

@@ -23,7 +23,7 @@ def login(body: LoginRequest) -> Response[str]:
         remember=body.remember_me,
         source_ip=source_ip(app),
     )
-    return session_response(session, cookie=body.cookie)
+    return session_response(app, session, cookie=body.cookie)
 
 
 lambda_handler = http_handler(app)

@@ -13,7 +13,7 @@ app = make_resolver()
 def logout(body: RefreshRequest | None = None) -> Response[None]:
     from_cookie = authn.read_cookie(app.current_event.headers, authn.REFRESH_COOKIE)
     service.logout((body and body.refresh_token) or from_cookie)
-    return Response(status_code=204, cookies=cleared_cookies())
+    return Response(status_code=204, cookies=cleared_cookies(app))
 
 
 lambda_handler = http_handler(app)

@@ -23,7 +23,7 @@ def refresh(body: RefreshRequest | None = None) -> Response[str]:
     if not raw:
         raise Unauthorized("Send refresh_token in the body or the session cookie.")
     session = service.refresh_session(raw)
-    return session_response(session, cookie=not (body and body.refresh_token))
+    return session_response(app, session, cookie=not (body and body.refresh_token))
 
 
 lambda_handler = http_handler(app)

@@ -87,6 +87,16 @@ class Settings:
     webhook_dead_letter_url = Env("WEBHOOK_DLQ_URL")
     # Ids of CSV exports to build (kumo.telemetry.exports).
     export_queue_url = Env("EXPORT_QUEUE_URL")
+    # Queues only their event source mappings and the health check name (kumo.core.health).
+    export_dead_letter_url = Env("EXPORT_DLQ_URL")
+    telemetry_queue_url = Env("TELEMETRY_QUEUE_URL")
+    telemetry_dead_letter_url = Env("TELEMETRY_DLQ_URL")
+    archive_telemetry_dead_letter_url = Env("ARCHIVE_TELEMETRY_DLQ_URL")
+    command_results_queue_url = Env("COMMAND_RESULTS_QUEUE_URL")
+    command_results_dead_letter_url = Env("COMMAND_RESULTS_DLQ_URL")
+    config_reports_queue_url = Env("CONFIG_REPORTS_QUEUE_URL")
+    config_reports_dead_letter_url = Env("CONFIG_REPORTS_DLQ_URL")
+    config_shadow_dead_letter_url = Env("CONFIG_SHADOW_DLQ_URL")
     mail_sender = Env("MAIL_SENDER")
     # Secrets Manager ids (name or ARN) of the signing key sets, never the keys (ADR 0021).
     jwt_key_secret_id = Env("JWT_KEY_SECRET_ID")
@@ -94,6 +104,9 @@ class Settings:
     # How long a container keeps a key set before reading it again: a rotation's delay.
     signing_key_cache_seconds = Env("SIGNING_KEY_CACHE_SECONDS", "300", parse=int)
     app_url = Env("APP_URL", parse=_url)
+    # What comes before the stage in the API's URL path: empty on AWS, the engine's
+    # /_aws/execute-api/<api id> locally (kumo.identity.http.refresh_cookie_path).
+    api_path_prefix = Env("API_PATH_PREFIX", "")
     access_token_seconds = Env("ACCESS_TOKEN_SECONDS", "900", parse=int)
     refresh_token_seconds = Env("REFRESH_TOKEN_SECONDS", "3600", parse=int)
     refresh_token_remember_seconds = Env(
