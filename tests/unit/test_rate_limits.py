@@ -444,3 +444,34 @@ def test_a_revoked_invitation_leaves_no_pointer_behind():
         )
         == 0
     )
+
+
+def test_an_invitation_that_loses_a_race_replaces_the_winner(monkeypatch):
+    # Given an invitation that, between reading the address's pending invitations and writing
+    # its own, meets another invitation to the same address
+    owner_id = new_id()
+    org_id = new_org(owner_id, unique_email("owner"))
+    email = unique_email("invitee")
+    real_query = orgs._pending_invitations_for
+    raced: list[str] = []
+
+    def query_then_race(org: str, address: str) -> list[InvitationModel]:
+        # The query's answer is stale by the time this request writes: what two concurrent
+        # invitations that each read before the other wrote see.
+        answer = real_query(org, address)
+        if not raced:
+            raced.append("racing")
+            winner, _, _ = orgs._replace_invitation(org, owner_id, address, "viewer")
+            raced[0] = winner.invitation_id
+        return answer
+
+    monkeypatch.setattr(orgs, "_pending_invitations_for", query_then_race)
+
+    # When it is sent
+    invitation = orgs.invite_member(
+        org_id=org_id, actor_id=owner_id, actor_email="", email=email, role="member"
+    )
+
+    # Then it replaced the winner: one invitation is pending, and it is this one
+    assert [i.invitation_id for i in pending_for(org_id, email)] == [invitation.invitation_id]
+    assert raced[0] not in ("racing", invitation.invitation_id)
