@@ -475,3 +475,17 @@ def test_an_invitation_that_loses_a_race_replaces_the_winner(monkeypatch):
     # Then it replaced the winner: one invitation is pending, and it is this one
     assert [i.invitation_id for i in pending_for(org_id, email)] == [invitation.invitation_id]
     assert raced[0] not in ("racing", invitation.invitation_id)
+
+
+def test_device_registration_is_limited_per_user(monkeypatch):
+    # Given an org admin allowed one registration an hour
+    from tests.support.factories import register_device
+
+    small(monkeypatch, "DEVICE_REGISTER_PER_USER", 1)
+    owner_id = new_id()
+    org_id = new_org(owner_id, unique_email("owner"))
+    register_device(org_id, owner_id, "first")
+
+    # When a second device is registered, it is refused
+    with pytest.raises(RateLimited):
+        register_device(org_id, owner_id, "second")

@@ -16,6 +16,7 @@
 | RUN_NOW_PER_USER       | POST /scheduled-tasks/{id}/run          | user                    |
 | EXPORT_PER_USER        | POST /devices/{id}/exports              | user                    |
 | COMMAND_PER_USER       | POST /devices/{id}/commands             | user                    |
+| DEVICE_REGISTER_PER_USER | POST /devices                         | user                    |
 
 Mail limits count requests whether or not the address has an account, so a 429 tells
 nothing about accounts. Sign-in limits count password checks: a unit is spent before the
@@ -54,3 +55,4 @@ INVITE_PER_INVITER = Limit("invite.inviter", 50, HOUR, "invitations from one use
 RUN_NOW_PER_USER = Limit("run-now.user", 20, HOUR, "manual task runs per user")
 EXPORT_PER_USER = Limit("export.user", 30, HOUR, "exports per user")
 COMMAND_PER_USER = Limit("command.user", 120, MINUTE, "device commands per user")
+DEVICE_REGISTER_PER_USER = Limit("device-register.user", 30, HOUR, "device registrations per user")
