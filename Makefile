@@ -4,18 +4,20 @@ SHELL := /bin/bash
 
 MINISTACK_VERSION := 1.5.33
 SAM_CLI_VERSION := 1.170.0
+SCHEMATHESIS_VERSION := 4.32.5
 LOCAL := .local
 VENV := .venv
 PY := $(VENV)/bin/python
 MINISTACK_VENV := $(LOCAL)/ministack
 SAM_VENV := $(LOCAL)/sam
 SAM := $(SAM_VENV)/bin/sam
+FUZZ_VENV := $(LOCAL)/fuzz
 PIP_QUIET := --quiet --disable-pip-version-check
 # What infra/stacks.py compiles template.yaml and stacks/*.yaml into (ADR 19).
 COMPILED := .aws-sam/kumo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help up down status simulate rotate-keys test test-unit test-integration lint format openapi bench deploy tools clean
+.PHONY: help up down status simulate rotate-keys test test-unit test-integration fuzz lint format openapi bench deploy tools clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,7 +41,14 @@ $(SAM_VENV)/.installed:
 	@$(SAM_VENV)/bin/pip install $(PIP_QUIET) "aws-sam-cli==$(SAM_CLI_VERSION)" 2> >(grep -v '^WARNING: Location' >&2)
 	@touch $@
 
-tools: $(VENV)/.installed $(MINISTACK_VENV)/.installed $(SAM_VENV)/.installed ## install the venvs, MiniStack and the SAM CLI
+# The fuzzer has its own venv too: its pins (pytest, hypothesis) are not the project's.
+$(FUZZ_VENV)/.installed:
+	@echo "[kumo] installing schemathesis $(SCHEMATHESIS_VERSION)"
+	@test -x $(FUZZ_VENV)/bin/python || "$$(infra/local/find-python312)" -m venv $(FUZZ_VENV)
+	@$(FUZZ_VENV)/bin/pip install $(PIP_QUIET) "schemathesis==$(SCHEMATHESIS_VERSION)" 2> >(grep -v '^WARNING: Location' >&2)
+	@touch $@
+
+tools: $(VENV)/.installed $(MINISTACK_VENV)/.installed $(SAM_VENV)/.installed $(FUZZ_VENV)/.installed ## install the venvs, MiniStack, the SAM CLI and the fuzzer
 
 up: tools ## run Kumo locally: start MiniStack, build, deploy, seed, print the URLs
 	@$(PY) -m infra.local.stack up
@@ -69,6 +78,9 @@ test-unit: $(VENV)/.installed ## unit tests only (moto, no network; UNIT_WORKERS
 
 test-integration: tools ## integration tests only
 	@$(PY) -m pytest tests/integration -q
+
+fuzz: tools ## schemathesis against the running stack (`make up` first), as a user and as anonymous
+	@KUMO_ENDPOINTS=$${KUMO_ENDPOINTS:-$(CURDIR)/$(LOCAL)/endpoints.json} $(PY) -m pytest tests/integration/test_fuzz.py -q -s
 
 # The stacks are linted as compiled (infra/stacks.py, ADR 19), after their resource counts.
 # W3002: code paths are local until `sam build`; W3037: SAM's own policy templates name

@@ -509,7 +509,7 @@ class Replay:
             "APP_URL": endpoints["gateway"],
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
-        for name in ("IDENTITY", "ORGS", "TASKS", "DEVICES", "TELEMETRY"):
+        for name in ("IDENTITY", "ORGS", "TASKS", "DEVICES", "TELEMETRY", "ALERTS", "CONNECTIONS"):
             environment[f"{name}_TABLE"] = self._copy_of(name)
         os.environ.update(environment)
         sys.path.insert(0, str(ROOT / "layers" / "common"))

@@ -278,6 +278,11 @@ def _finish_operation(operation: dict[str, Any], route: ApiRoute, summary: str |
     responses.pop("422", None)
     if operation.get("parameters") or operation.get("requestBody"):
         responses["422"] = _problem("Validation failed: `errors` lists each invalid field")
+    if operation.get("requestBody"):
+        # kumo.core.request_body reads every JSON body the same way (ADR 0023).
+        responses["400"] = _problem("The body is not JSON (`malformed-json`) or nests too deep")
+        responses["413"] = _problem("The body is larger than the route takes")
+        responses["415"] = _problem("The body is not sent as application/json")
     if route.authenticated:
         responses["401"] = _problem("Missing or invalid credentials")
         responses["403"] = _problem("These credentials do not allow this request")
@@ -313,6 +318,47 @@ def _reachable(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]
         kept[name] = schemas[name]
         pending.extend(r.removeprefix(prefix) for r in _refs(schemas[name]) if r.startswith(prefix))
     return kept
+
+
+def _created_id_schema(operation: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    """Does this operation answer 201 (or 202) with a body that has an `id`?"""
+    for status in ("201", "202"):
+        content = operation.get("responses", {}).get(status, {}).get("content", {})
+        ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+        schema = schemas.get(ref.removeprefix("#/components/schemas/"), {})
+        if "id" in schema.get("properties", {}):
+            return True
+    return False
+
+
+def add_links(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """OpenAPI links from each create to the operations on what it created: `POST /x` answers
+    an `id` that `/x/{x_id}...` takes, so a stateful fuzzer (and a reader) can follow them."""
+    for path, item in paths.items():
+        create = item.get("post")
+        if create is None or not _created_id_schema(create, schemas):
+            continue
+        status = "201" if "201" in create["responses"] else "202"
+        links: dict[str, Any] = {}
+        for other, methods in sorted(paths.items()):
+            rest = other.removeprefix(path + "/")
+            if other == rest or not rest.startswith("{"):
+                continue
+            parameter = rest.split("}", 1)[0][1:]
+            # Only the id the create answers: `/orgs/{org_id}/members/{user_id}` needs two.
+            if rest.count("{") != 1:
+                continue
+            # The create's own path ids (`/devices/{device_id}/commands`) carry over.
+            carried = {
+                f"path.{name}": f"$request.path.{name}" for name in re.findall(r"\{(\w+)\}", path)
+            }
+            for operation in (methods[method] for method in sorted(methods)):
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": {**carried, f"path.{parameter}": "$response.body#/id"},
+                }
+        if links:
+            create["responses"][status]["links"] = links
 
 
 def generate() -> dict[str, Any]:
@@ -358,6 +404,7 @@ def generate() -> dict[str, Any]:
                     )
         merge_schemas(schemas, origins, document.get("components", {}).get("schemas", {}), function)
 
+    add_links(paths, schemas)
     tags = sorted(
         {tag for item in paths.values() for op in item.values() for tag in op.get("tags", [])}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.integration.conftest import Api, Outbox, signed_up_user
@@ -58,3 +59,57 @@ def test_deactivated_user_cannot_sign_in(api: Api, admin_token: str, outbox: Out
     assert login.status_code == 403
     refresh = api.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]})
     assert refresh.status_code == 401
+
+
+def _refused_within(api: Api, token: str, seconds: float) -> float:
+    """How long until `GET /users/me` refuses the token (401), polling; fails past `seconds`."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        response = api.get("/api/v1/users/me", token=token)
+        if response.status_code == 401:
+            return time.monotonic() - started
+        assert response.status_code == 200, response.text
+        time.sleep(2)
+    raise AssertionError(f"the token still worked after {seconds} s")
+
+
+# The authorizer's cache time (kumo.identity.sessions.CACHE_SECONDS), with room for a request.
+SESSION_END_SECONDS = 60 + 15
+
+
+def test_deactivation_ends_the_access_token_within_a_minute(
+    api: Api, admin_token: str, outbox: Outbox
+) -> None:
+    # Given a signed-in user whose access token works
+    user = signed_up_user(api, outbox, "ended")
+    assert api.get("/api/v1/users/me", token=user["access_token"]).status_code == 200
+
+    # When an admin deactivates the account
+    api.patch(f"/api/v1/admin/users/{user['id']}", token=admin_token, json={"active": False})
+
+    # Then the token is refused within the authorizer's cache time, not at its expiry (15 min)
+    _refused_within(api, user["access_token"], SESSION_END_SECONDS)
+
+
+def test_a_role_change_ends_the_token_and_refresh_carries_the_new_role(
+    api: Api, admin_token: str, outbox: Outbox
+) -> None:
+    # Given a tutor signed in
+    user = signed_up_user(api, outbox, "demoted")
+    promoted = api.patch(
+        f"/api/v1/admin/users/{user['id']}", token=admin_token, json={"role": "tutor"}
+    )
+    assert promoted.status_code == 200
+    tutor = api.post(
+        "/api/v1/auth/login", json={"email": user["email"], "password": user["password"]}
+    ).json()
+
+    # When the admin takes the role away
+    api.patch(f"/api/v1/admin/users/{user['id']}", token=admin_token, json={"role": "user"})
+
+    # Then the tutor's token ends within a minute, and a refresh gives a token of the new role
+    _refused_within(api, tutor["access_token"], SESSION_END_SECONDS)
+    refreshed = api.post("/api/v1/auth/refresh", json={"refresh_token": tutor["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    me = api.get("/api/v1/users/me", token=refreshed.json()["access_token"])
+    assert me.status_code == 200 and me.json()["role"] == "user"

@@ -65,7 +65,7 @@ def verified_user(email: str, *, role: str = "user") -> str:
 def access_token(user_id: str, *, role: str = "user", email: str = "ada@example.com") -> str:
     from kumo.identity import tokens
 
-    return tokens.issue_access_token(user_id=user_id, email=email, role=role)
+    return tokens.issue_access_token(user_id=user_id, email=email, role=role, session_epoch=0)
 
 
 def new_org(owner_id: str, owner_email: str, name: str = "Acme") -> str:
@@ -137,3 +137,20 @@ def new_fleet(name: str = "Fleet", *, devices: int = 1) -> Fleet:
         register_device(org_id, owner["subject_id"], f"probe-{n}").device_id for n in range(devices)
     )
     return Fleet(org_id, owner, registered)
+
+
+def reset_token(email: str) -> str:
+    """The one-time token of the password-reset mail a forgotten password queues for `email`
+    (the only mail task on the queue)."""
+    import json
+
+    from kumo.core import aws
+    from kumo.core.config import get_settings
+    from kumo.identity import service
+    from kumo.tasks.models import EmailTaskModel, task_key
+
+    service.forgot_password(email)
+    queue = get_settings().mail_queue_url
+    (message,) = aws.sqs().receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    task = EmailTaskModel.get(task_key(json.loads(message["Body"])["task_id"]), "TASK")
+    return str(task.params["token"])

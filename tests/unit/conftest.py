@@ -146,6 +146,8 @@ def api_event(
     path: str,
     *,
     body: Any = None,
+    raw_body: str | None = None,
+    is_base64: bool = False,
     resource: str | None = None,
     path_parameters: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
@@ -153,14 +155,16 @@ def api_event(
     principal: dict[str, str] | None = None,
     source_ip: str | None = None,
 ) -> dict[str, Any]:
-    """A REST proxy event from events/api/request.json, shaped for one call."""
+    """A REST proxy event from events/api/request.json, shaped for one call; `raw_body` is
+    sent as it is, `body` as JSON."""
     event = load_event("api/request")
     event["httpMethod"] = method
     event["path"] = path
     event["resource"] = resource or path
     event["requestContext"]["httpMethod"] = method
     event["requestContext"]["resourcePath"] = event["resource"]
-    event["body"] = None if body is None else json.dumps(body)
+    event["body"] = raw_body if raw_body is not None else None if body is None else json.dumps(body)
+    event["isBase64Encoded"] = is_base64
     event["pathParameters"] = path_parameters
     event["queryStringParameters"] = query
     event["headers"].update(headers or {})
@@ -202,6 +206,7 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def authorize(
+    aws: object,
     load_event: Callable[[str], dict[str, Any]],
 ) -> Callable[[dict[str, str]], dict[str, Any]]:
     """Run the authorizer on events/identity/authorizer_request.json with extra headers."""

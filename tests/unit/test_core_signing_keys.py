@@ -29,7 +29,9 @@ def _kid(token: str) -> str:
 
 
 def _issue() -> str:
-    return tokens.issue_access_token(user_id="01HZKEYSUSER", email="k@example.com", role="user")
+    return tokens.issue_access_token(
+        user_id="01HZKEYSUSER", email="k@example.com", role="user", session_epoch=0
+    )
 
 
 def _rotate() -> signing_keys.KeySet:

@@ -77,3 +77,26 @@ def test_merge_schemas_rejects_one_name_with_two_contents() -> None:
     # Then the merge fails and names both functions
     with pytest.raises(openapi.OpenApiError, match="GetMeFunction and OtherFunction"):
         openapi.merge_schemas(merged, origins, {"UserOut": {"type": "string"}}, "OtherFunction")
+
+
+def test_each_create_links_to_the_operations_on_what_it_created(fresh: str) -> None:
+    # Given the document
+    paths = json.loads(fresh)["paths"]
+
+    # When the links of the creates are read
+    def links(path: str) -> dict[str, Any]:
+        responses = paths[path]["post"]["responses"]
+        found: dict[str, Any] = (responses.get("201") or responses["202"])["links"]
+        return found
+
+    # Then a created org's id fills the org routes, and a command keeps its device's id
+    org = links("/api/v1/orgs")["get_org_api_v1_orgs__org_id__get"]
+    assert org["parameters"] == {"path.org_id": "$response.body#/id"}
+    (command,) = links("/api/v1/devices/{device_id}/commands").values()
+    assert command["parameters"] == {
+        "path.device_id": "$request.path.device_id",
+        "path.command_id": "$response.body#/id",
+    }
+    # And no link claims to fill a route that needs a second id
+    member_routes = [name for name in links("/api/v1/orgs") if "members__user_id" in name]
+    assert member_routes == []

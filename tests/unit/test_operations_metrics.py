@@ -131,6 +131,55 @@ def test_device_post_readings_counts_through_the_http_handler(
     assert printed() == {"ReadingsAccepted": 1, "ReadingsRejected": 1}
 
 
+def test_device_post_readings_answers_and_counts_a_conflicting_value(
+    call_api: Callable[..., dict[str, Any]], printed: Callable[[], dict[str, float]]
+) -> None:
+    # Given a device that stored temp 20 at an instant
+    org_id, _, (device_id,) = a_fleet()
+    now_ms = int(clock.now() * 1000)
+    principal = device_principal(device_id, org_id)
+
+    def post(body: Any) -> dict[str, Any]:
+        return call_api(
+            "telemetry/device_post_readings",
+            "POST",
+            "/api/v1/device/readings",
+            body=body,
+            principal=principal,
+        )
+
+    post({"ts": now_ms, "metrics": {"temp": 20}})
+    printed()
+
+    # When it posts a bad reading, the stored one again, the instant with another value, and a
+    # new reading
+    response = post(
+        {
+            "readings": [
+                {"metrics": {}},
+                {"ts": now_ms, "metrics": {"temp": 20}},
+                {"ts": now_ms, "metrics": {"temp": 25}},
+                {"ts": now_ms + 1, "metrics": {"temp": 21}},
+            ]
+        }
+    )
+
+    # Then the answer names the conflicting reading by its index in the payload, with a reason
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 202
+    assert (body["accepted"], body["duplicates"]) == (1, 1)
+    assert [entry["index"] for entry in body["rejected"]] == [0, 2]
+    assert body["rejected"][1]["reason"].startswith("conflicting value: metric 'temp' at ")
+    assert "already holds 20; 25 was not stored" in body["rejected"][1]["reason"]
+    # And the metrics count it apart from the validation refusals
+    assert printed() == {
+        "ReadingsAccepted": 1,
+        "ReadingsDuplicate": 1,
+        "ReadingsRejected": 1,
+        "ReadingsConflicting": 1,
+    }
+
+
 def test_device_post_readings_counts_rejections_of_a_refused_payload(
     call_api: Callable[..., dict[str, Any]], printed: Callable[[], dict[str, float]]
 ) -> None:

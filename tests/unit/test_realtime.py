@@ -29,6 +29,7 @@ from kumo.realtime.models import (
 from kumo.telemetry.contract import Batch, Reading
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
+from tests.support import factories
 from tests.support.factories import access_token, new_fleet
 from tests.unit.conftest import FakeContext, load_handler
 
@@ -123,7 +124,7 @@ def subscribe_device(device_id: str, request_id: str = "r1") -> dict[str, str]:
 
 
 @pytest.fixture
-def handshake(load_event: Callable[[str], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+def handshake(aws, load_event: Callable[[str], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     def run(headers: dict[str, str], query: dict[str, str] | None = None) -> dict[str, Any]:
         event = load_event("identity/authorizer_connect")
         event["headers"].update(headers)
@@ -146,21 +147,22 @@ def _allows_connect(result: dict[str, Any]) -> bool:
 
 
 def test_handshake_accepts_a_bearer_header(handshake):
-    user_id = new_id()
+    user_id = factories.verified_user(factories.unique_email())
     result = handshake({"Authorization": f"Bearer {access_token(user_id)}"})
     assert _allows_connect(result)
     assert result["context"]["subject_id"] == user_id
 
 
 def test_handshake_accepts_a_token_in_the_query_string(handshake):
-    user_id = new_id()
+    user_id = factories.verified_user(factories.unique_email())
     result = handshake({}, {"token": access_token(user_id)})
     assert _allows_connect(result)
     assert result["context"]["subject_id"] == user_id
 
 
 def test_handshake_prefers_the_header_over_the_query_string(handshake):
-    header_user, query_user = new_id(), new_id()
+    header_user = factories.verified_user(factories.unique_email())
+    query_user = factories.verified_user(factories.unique_email())
     result = handshake(
         {"Authorization": f"Bearer {access_token(header_user)}"},
         {"token": access_token(query_user)},
@@ -330,7 +332,7 @@ def test_viewer_subscribes_to_the_orgs_channels(load_event, ws, world, channel):
         ({"action": "subscribe", "channel": "weather", "org_id": "0" * 26}, "channel"),
         ({"action": "subscribe", "channel": "device", "device_id": "not-an-id"}, "device_id"),
         ({"action": "subscribe", "channel": "alerts", "org_id": "0" * 26, "extra": 1}, "extra"),
-        ("{not json", "body"),
+        # Text that is not JSON is a 400 malformed-json: tests/unit/test_core_request_body.py
     ],
 )
 def test_malformed_subscription_gets_a_422_and_stores_nothing(load_event, ws, world, body, field):

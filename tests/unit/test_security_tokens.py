@@ -77,7 +77,7 @@ def expired() -> str:
 
 
 def role_escalated() -> str:
-    genuine = tokens.issue_access_token(user_id=USER_ID, email=EMAIL, role="user")
+    genuine = tokens.issue_access_token(user_id=USER_ID, email=EMAIL, role="user", session_epoch=0)
     header, payload, signature = genuine.split(".")
     tampered = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     tampered["role"] = "admin"
@@ -180,7 +180,7 @@ def test_authorizer_refuses_forged_cookie(authorize, forge):
 
 def test_authorizer_refuses_basic_scheme(authorize):
     # Given a valid access token sent under the Basic scheme
-    token = tokens.issue_access_token(user_id=USER_ID, email=EMAIL, role="user")
+    token = tokens.issue_access_token(user_id=USER_ID, email=EMAIL, role="user", session_epoch=0)
     headers = {"Authorization": f"Basic {token}"}
 
     # When the authorizer runs

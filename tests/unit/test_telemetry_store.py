@@ -14,6 +14,7 @@ import pytest
 os.environ.setdefault("TELEMETRY_TABLE", "kumo-test-telemetry")
 TABLE = os.environ["TELEMETRY_TABLE"]
 
+from botocore.exceptions import ClientError  # noqa: E402
 from kumo.core.errors import BadRequest, ValidationFailed  # noqa: E402
 from kumo.telemetry import models, store  # noqa: E402
 from kumo.telemetry import rollups as rollup_items  # noqa: E402
@@ -571,9 +572,10 @@ def test_store_batches_redelivered_among_new_messages_stores_only_the_new(
         ]
     )
 
-    # Then the cancelled transaction is retried without it, and the counts are exact
+    # Then the slot's read finds it stored: one transaction writes only the new, and the
+    # counts are exact
     assert (report.stored, report.duplicates) == (2, 1)
-    assert len(transactions) == 2
+    assert len(transactions) == 1
     assert rollups(device, "a", "1m") == [("2024-05-01T11:59:00.000Z", 3, 7.0, 1.0, 4.0, 7 / 3)]
 
 
@@ -612,8 +614,10 @@ def test_store_batches_aggregates_rollups_across_the_messages_of_a_chunk(
     # When they are stored in one call
     store_batches(messages)
 
-    # Then one transaction holds ten puts and one update per resolution, every metric in it
-    assert transactions == [10 + 3]
+    # Then one transaction holds one put (the minute's fragment, all ten readings) and one
+    # update per resolution, every metric in it
+    assert transactions == [1 + 3]
+    assert [int(item.n) for item in raw_items(device)] == [10]
     assert [p[1:3] for p in rollups(device, "c", "1m")] == [(10, 45.0)]
 
 
@@ -660,10 +664,11 @@ def test_store_batches_stores_32_metrics_over_three_minutes_in_one_transaction(
     # When it is stored
     report = store_batches([wide_message(device)])
 
-    # Then one transaction holds its put and one update per distinct minute, hour and day
+    # Then one transaction holds a fragment per minute and one update per distinct minute,
+    # hour and day
     assert report.stored == 3
-    assert len(raw_items(device)) == 1
-    assert transactions == [1 + 3 + 1 + 1]
+    assert len(raw_items(device)) == 3
+    assert transactions == [3 + 3 + 1 + 1]
     assert raw_values(device, "m31") == [31.0, 32.0, 33.0]
     assert rollups(device, "m31", "1h") == [("2024-05-01T11:00:00.000Z", 3, 96.0, 31.0, 33.0, 32.0)]
 
@@ -706,8 +711,11 @@ def test_store_batches_sets_raw_ttl_from_the_last_reading_and_retention() -> Non
     # When it is stored with a 30-day retention
     store_batches([batch(device, reading(NOW - 5_000, a=1), reading(NOW, a=2))], retention_days=30)
 
-    # Then its item expires 30 days after that reading
-    assert [int(item.expires_at) for item in raw_items(device)] == [NOW // 1000 + 30 * 86_400]
+    # Then each minute's fragment expires 30 days after its last reading
+    assert [int(item.expires_at) for item in raw_items(device)] == [
+        (NOW - 5_000) // 1000 + 30 * 86_400,
+        NOW // 1000 + 30 * 86_400,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -829,9 +837,7 @@ def test_store_batches_later_message_lowers_min_and_raises_max_of_several_metric
 def test_store_batches_rollup_update_expression_stays_under_4_kb_with_32_long_metrics() -> None:
     # Given the widest reading the contract allows
     metrics = {f"m{k:02d}" + "x" * 61: float(k) for k in range(32)}
-    aggregates = rollup_items.aggregate(
-        [store._parts_of(batch(new_device(), reading(NOW, **metrics)), retention_days=7)[0]]
-    )
+    aggregates = rollup_items.aggregate([batch(new_device(), reading(NOW, **metrics))])
 
     # When its rollup update is built, then its expression is within DynamoDB's limit
     for key, per_metric in aggregates.items():
@@ -1082,3 +1088,283 @@ def test_store_batches_extreme_beaten_since_the_read_falls_back_to_one_update_ea
     # Then only what it really beats moved: b's min, tried alone
     assert rollups(device, "a", "1m") == [("2024-05-01T11:59:00.000Z", 3, 15.0, 1.0, 9.0, 5.0)]
     assert rollups(device, "b", "1m") == [("2024-05-01T11:59:00.000Z", 2, 5.0, 0.0, 5.0, 2.5)]
+
+
+# --- identity per reading (ADR 26) ---------------------------------------------------------
+
+
+def window(device: str, first: int, last: int, step: int = 20_000) -> Batch:
+    """Readings first..last of a device, `step` ms apart from NOW - 100 s, value = number."""
+    return batch(device, *(reading(NOW - 100_000 + i * step, a=i) for i in range(first, last + 1)))
+
+
+def minute_counts(device: str, metric: str = "a") -> list[tuple[str, int, float]]:
+    return [(p[0], p[1], p[2]) for p in rollups(device, metric, "1m")]
+
+
+def test_store_batches_overlapping_resend_stores_each_reading_once() -> None:
+    # Given readings 0-4 stored (11:58:20 to 11:59:40, 20 s apart)
+    device = new_device()
+    first = store_batches([window(device, 0, 4)])
+
+    # When the device resends an overlapping window, 0-5
+    again = store_batches([window(device, 0, 5)])
+
+    # Then 6 readings are stored, once each, and the rollups count 6
+    assert (first.stored, first.duplicates) == (5, 0)
+    assert (again.stored, again.duplicates, again.conflicts) == (1, 5, ())
+    assert raw_values(device, "a") == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert minute_counts(device) == [
+        ("2024-05-01T11:58:00.000Z", 2, 1.0),
+        ("2024-05-01T11:59:00.000Z", 3, 9.0),
+        ("2024-05-01T12:00:00.000Z", 1, 5.0),
+    ]
+    assert rollups(device, "a", "1d")[0][1:3] == (6, 15.0)
+
+
+def test_store_batches_resend_writes_only_what_is_new(transactions: list[int]) -> None:
+    # Given readings 0-4 stored, within one minute
+    device = new_device()
+    store_batches([window(device, 0, 4, step=5_000)])
+    transactions.clear()
+
+    # When the same window comes back, and then one with a new reading
+    unchanged = store_batches([window(device, 0, 4, step=5_000)])
+    grown = store_batches([window(device, 0, 5, step=5_000)])
+
+    # Then the repeat writes nothing, and the grown one a fragment holding only reading 5:
+    # its put and three rollup updates in the transaction, the latest values, and the new
+    # maximum of the minute, the hour and the day
+    assert unchanged.estimated_write_units == 0
+    assert transactions == [1 + 3]
+    assert grown.estimated_write_units == 2 * (1 + 3) + 1 + 3
+    assert [(item.sk, int(item.n)) for item in raw_items(device)] == [
+        ("2024-05-01T11:58:00.000Z#s000000", 5),
+        ("2024-05-01T11:58:00.000Z#s000001", 1),
+    ]
+    assert raw_items(device)[1].r == f'[[{NOW - 75_000},{{"a":5}}]]'
+
+
+def test_store_batches_duplicates_inside_one_batch_store_and_count_once() -> None:
+    # Given one message holding a reading twice, and a second reading
+    device = new_device()
+    message = batch(device, reading(NOW - 2_000, a=1), reading(NOW - 2_000, a=1), reading(NOW, a=2))
+
+    # When it is stored
+    report = store_batches([message])
+
+    # Then each reading is stored and counted once
+    assert (report.stored, report.duplicates) == (2, 1)
+    assert raw_values(device, "a") == [1.0, 2.0]
+    assert rollups(device, "a", "1d")[0][1:3] == (2, 3.0)
+
+
+def test_store_batches_messages_with_other_boundaries_in_one_call_count_once() -> None:
+    # Given two messages of one call that overlap: readings 0-2 and 1-4
+    device = new_device()
+
+    # When they are stored together
+    report = store_batches([window(device, 0, 2), window(device, 1, 4)])
+
+    # Then five readings are stored and the two repeated ones are duplicates
+    assert (report.stored, report.duplicates) == (5, 2)
+    assert raw_values(device, "a") == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert rollups(device, "a", "1h")[0][1:3] == (5, 10.0)
+
+
+def test_store_batches_same_instant_with_other_metrics_adds_them() -> None:
+    # Given a reading of a at an instant
+    device = new_device()
+    store_batches([batch(device, reading(NOW, a=1))])
+
+    # When the same instant comes with a again and a new metric b
+    report = store_batches([batch(device, reading(NOW, a=1, b=2))])
+
+    # Then b is stored, a is not stored twice, and nothing is refused
+    assert (report.stored, report.duplicates, report.conflicts) == (1, 0, ())
+    assert raw_values(device, "a") == [1.0]
+    assert raw_values(device, "b") == [2.0]
+    assert [rollups(device, m, "1m")[0][1] for m in ("a", "b")] == [1, 1]
+
+
+def test_store_batches_conflicting_value_is_refused_and_reported() -> None:
+    # Given temperature 21.5 stored at an instant
+    device = new_device()
+    store_batches([batch(device, reading(NOW - 1_000, temperature=21.5))])
+    before = rollups(device, "temperature", "1m")
+
+    # When the same instant comes again with 22 (and a new reading beside it)
+    report = store_batches(
+        [batch(device, reading(NOW - 1_000, temperature=22), reading(NOW, temperature=23))]
+    )
+
+    # Then 22 is refused with a reason, the stored value stays, and the rollup counts only 23
+    assert (report.stored, report.duplicates) == (1, 0)
+    [conflict] = report.conflicts
+    assert (conflict.batch, conflict.reading, conflict.metric) == (0, 0, "temperature")
+    assert (conflict.value, conflict.stored) == (22.0, 21.5)
+    assert conflict.reason == (
+        "metric 'temperature' at 2024-05-01T11:59:59.000Z already holds 21.5; 22 was not stored"
+    )
+    assert raw_values(device, "temperature") == [21.5, 23.0]
+    assert before[0][1:3] == (1, 21.5)
+    assert rollups(device, "temperature", "1m") == [
+        ("2024-05-01T11:59:00.000Z", 1, 21.5, 21.5, 21.5, 21.5),
+        ("2024-05-01T12:00:00.000Z", 1, 23.0, 23.0, 23.0, 23.0),
+    ]
+    assert latest(device)["temperature"].value == 23.0
+
+
+def test_store_batches_conflict_inside_one_call_keeps_the_first_value() -> None:
+    # Given one message with two values for one instant, and another message repeating the first
+    device = new_device()
+    report = store_batches(
+        [
+            batch(device, reading(NOW, a=1), reading(NOW, a=2)),
+            batch(device, reading(NOW, a=1)),
+        ]
+    )
+
+    # Then the first value is stored once, its repeat is a duplicate, the other is refused
+    assert (report.stored, report.duplicates) == (1, 1)
+    assert [(c.batch, c.reading, c.value, c.stored) for c in report.conflicts] == [(0, 1, 2.0, 1.0)]
+    assert raw_values(device, "a") == [1.0]
+    assert rollups(device, "a", "1m")[0][1:3] == (1, 1.0)
+    assert latest(device)["a"].value == 1.0
+
+
+def test_store_batches_sent_value_matching_the_stored_one_is_a_duplicate_beside_a_conflict() -> (
+    None
+):
+    # Given a = 1 stored at an instant
+    device = new_device()
+    store_batches([batch(device, reading(NOW, a=1))])
+
+    # When one call sends 2, then 1, for it
+    report = store_batches([batch(device, reading(NOW, a=2)), batch(device, reading(NOW, a=1))])
+
+    # Then 2 is refused against the stored 1, and 1 is a duplicate
+    assert (report.stored, report.duplicates) == (0, 1)
+    assert [(c.batch, c.value, c.stored) for c in report.conflicts] == [(0, 2.0, 1.0)]
+    assert rollups(device, "a", "1m")[0][1:3] == (1, 1.0)
+
+
+def test_without_conflicts_drops_only_the_refused_values() -> None:
+    # Given a stored value, and a batch that conflicts with it in one of two metrics
+    device = new_device()
+    store_batches([batch(device, reading(NOW, a=1))])
+    sent = [batch(device, reading(NOW, a=9, b=2), reading(NOW - 1_000, a=3))]
+    report = store_batches(sent)
+
+    # When the refused values are taken out (for alerts and the live stream)
+    kept = store.without_conflicts(sent, report)
+
+    # Then b and the other reading stay
+    assert kept == [batch(device, reading(NOW, b=2), reading(NOW - 1_000, a=3))]
+    assert store.without_conflicts(sent, store_batches(sent)) == kept
+
+
+class Interleaving:
+    """A client whose first TransactWriteItems first lets another writer store its batches:
+    the writer under test has read its slots, and they change before it commits."""
+
+    def __init__(self, real: Callable[[], Any], other: list[Batch]) -> None:
+        self.real, self.other = real, other
+        self.transactions: list[list[str]] = []
+
+    def __call__(self) -> Interleaving:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        puts = [a["Put"]["Item"]["sk"]["S"] for a in kwargs["TransactItems"] if "Put" in a]
+        self.transactions.append(puts)
+        if self.other:
+            other, self.other = self.other, []
+            store_batches(other)
+        return self.real().transact_write_items(**kwargs)
+
+
+def test_store_batches_concurrent_writer_of_the_same_slot_makes_it_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a writer of readings 0-4 that another writer of readings 2-6 (the same minute)
+    # overtakes between its read and its commit
+    device = new_device()
+    mine, theirs = window(device, 0, 4, step=5_000), window(device, 2, 6, step=5_000)
+    client = Interleaving(models.client, [theirs])
+    monkeypatch.setattr(models, "client", client)
+
+    # When the first writer stores its readings
+    report = store_batches([mine])
+
+    # Then its put of fragment 0 fails, it reads again and puts only 0 and 1 as fragment 1
+    assert client.transactions[0] == ["2024-05-01T11:58:00.000Z#s000000"]
+    assert client.transactions[-1] == ["2024-05-01T11:58:00.000Z#s000001"]
+    assert (report.stored, report.duplicates) == (2, 3)
+    # And every reading is stored once and counted once
+    assert raw_values(device, "a") == [2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 1.0]
+    assert sorted(raw_values(device, "a")) == [float(i) for i in range(7)]
+    assert rollups(device, "a", "1m") == [("2024-05-01T11:58:00.000Z", 7, 21.0, 0.0, 6.0, 3.0)]
+
+
+def test_store_batches_concurrent_writer_with_another_value_wins_the_instant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a writer of a = 1 overtaken by a writer of a = 2 at the same instant
+    device = new_device()
+    monkeypatch.setattr(
+        models, "client", Interleaving(models.client, [batch(device, reading(NOW, a=2))])
+    )
+
+    # When the first writer stores its reading
+    report = store_batches([batch(device, reading(NOW, a=1))])
+
+    # Then the value committed first stays, and the late one is reported
+    assert report.stored == 0
+    assert [(c.value, c.stored) for c in report.conflicts] == [(1.0, 2.0)]
+    assert raw_values(device, "a") == [2.0]
+    assert rollups(device, "a", "1m")[0][1:3] == (1, 2.0)
+
+
+def test_store_batches_gives_up_when_the_slot_keeps_moving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a slot that holds fragment 0, and a writer whose every read misses it
+    device = new_device()
+    store_batches([batch(device, reading(NOW, a=1))])
+    monkeypatch.setattr(
+        store,
+        "_read_slots",
+        lambda chunk, meter: {s.key: store._Stored(values={}, next_seq=0) for s in chunk},
+    )
+
+    # When it stores a new reading in that slot, Then it raises after its attempts (the
+    # caller's message is retried), and nothing was counted
+    with pytest.raises(ClientError):
+        store_batches([batch(device, reading(NOW + 1_000, a=5))])
+    assert rollups(device, "a", "1m")[0][1:3] == (1, 1.0)
+
+
+def test_store_batches_reads_items_of_the_layout_before_slots() -> None:
+    # Given an item of the layout before ADR 26 (one per message, keyed by its first reading)
+    device = new_device()
+    RawReadingsModel(
+        f"RAW#{device}",
+        models.raw_sort_key(NOW - 30_000, "0123456789abcdef"),
+        r=f'[[{NOW - 30_000},{{"a":1}}],[{NOW - 20_000},{{"a":2}}]]',
+        n=2,
+        last_ms=NOW - 20_000,
+        org_id="org-1",
+        expires_at=NOW // 1000 + 86_400,
+    ).save()
+
+    # When the device resends one of its readings with a new one
+    report = store_batches([batch(device, reading(NOW - 20_000, a=2), reading(NOW - 10_000, a=3))])
+
+    # Then the old item is read as before, and its reading counts as stored (items come in key
+    # order: the minute's fragment sorts before an item keyed by a reading in that minute)
+    assert (report.stored, report.duplicates) == (1, 1)
+    assert raw_values(device, "a") == [3.0, 1.0, 2.0]

@@ -27,6 +27,14 @@ class BadRequest(KumoError):
     status, slug, title = 400, "bad-request", "Bad request"
 
 
+class MalformedJson(BadRequest):
+    slug, title = "malformed-json", "Malformed JSON"
+
+
+class JsonTooDeep(BadRequest):
+    slug, title = "json-too-deep", "JSON nested too deep"
+
+
 class Unauthorized(KumoError):
     status, slug, title = 401, "unauthorized", "Unauthorized"
 
@@ -45,6 +53,14 @@ class Conflict(KumoError):
 
 class Gone(KumoError):
     status, slug, title = 410, "gone", "Gone"
+
+
+class PayloadTooLarge(KumoError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(KumoError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 class ValidationFailed(KumoError):

@@ -27,6 +27,8 @@ NAMESPACE = "Kumo"
 READINGS_ACCEPTED = "ReadingsAccepted"  # stored, duplicates excluded (SQS and HTTP)
 READINGS_DUPLICATE = "ReadingsDuplicate"  # redelivered readings that were already stored
 READINGS_REJECTED = "ReadingsRejected"  # readings refused by validation
+# Values refused because their instant (device, time, metric) holds another value (ADR 26)
+READINGS_CONFLICTING = "ReadingsConflicting"
 TELEMETRY_MESSAGES_DROPPED = "TelemetryMessagesDropped"  # unreadable, or an unknown device
 DEVICES_ONLINE = "DevicesOnline"  # a gauge, once a minute from the offline job: use Maximum
 DEVICES_MARKED_OFFLINE = "DevicesMarkedOffline"

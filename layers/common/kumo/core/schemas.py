@@ -24,6 +24,8 @@ Token = Annotated[str, StringConstraints(min_length=16, max_length=512)]
 
 
 class StrictModel(BaseModel):
-    """Request bodies reject unknown fields: a typo should fail, not be ignored."""
+    """Request bodies reject unknown fields (a typo should fail, not be ignored) and take
+    JSON's types as the OpenAPI document states them: no `false` for an integer, no `0` or
+    `"yes"` for a boolean, no `"5"` for a number (ADR 0023). An int is still a valid float."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)

@@ -1,4 +1,4 @@
-"""Request authentication for the API authorizer: kept free of tables and hashing so the
+"""Request authentication for the API authorizer: kept free of PynamoDB and hashing so the
 authorizer, which runs before every authenticated request, imports little. Identity reads the
 credential and checks user tokens; a device key it leaves to the devices context, which
 builds on identity (the authorizer function asks both, docs/adr/0020)."""
@@ -10,7 +10,7 @@ from http.cookies import CookieError, SimpleCookie
 
 from kumo.core.errors import Unauthorized
 from kumo.core.principal import Principal
-from kumo.identity import tokens
+from kumo.identity import sessions, tokens
 
 ACCESS_COOKIE = "kumo_access"
 REFRESH_COOKIE = "kumo_refresh"
@@ -53,6 +53,7 @@ def credential(headers: Mapping[str, str]) -> str:
 
 def user_principal(token: str) -> Principal:
     claims = tokens.decode_access_token(token)
+    sessions.require_current(str(claims["sub"]), claims["sep"])
     return Principal(
         kind="user",
         subject_id=str(claims["sub"]),

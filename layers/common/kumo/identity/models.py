@@ -84,6 +84,9 @@ class UserModel(IdentityItem):
     email_verified = BooleanAttribute(default=False)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
+    # Raised by a deactivation, a role change or a new password: access tokens carry the
+    # epoch they were issued at, and the authorizer refuses older ones (kumo.identity.sessions).
+    session_epoch = NumberAttribute(default=0)
 
     by_created = UserListIndex()
 

@@ -136,6 +136,7 @@ def update_me(
             )
         passwords.check_policy(new_password, user.email, field="new_password")
         actions.append(UserModel.password_hash.set(passwords.hash_password(new_password)))
+        actions.append(UserModel.session_epoch.add(1))
     user.update(actions=actions)
     if new_password is not None:
         revoke_all_sessions(user_id, reason="password-changed")
@@ -233,6 +234,7 @@ def reset_password(raw_token: str, new_password: str) -> None:
         actions=[
             UserModel.password_hash.set(passwords.hash_password(new_password)),
             UserModel.updated_at.set(clock.utc_iso()),
+            UserModel.session_epoch.add(1),
         ]
     )
     revoke_all_sessions(user.user_id, reason="password-reset")
@@ -274,7 +276,10 @@ def _issue_session(user: UserModel, *, remember: bool, family_id: str | None = N
     return Session(
         user=user,
         access_token=tokens.issue_access_token(
-            user_id=user.user_id, email=user.email, role=user.role
+            user_id=user.user_id,
+            email=user.email,
+            role=user.role,
+            session_epoch=int(user.session_epoch),
         ),
         refresh_token=raw,
         expires_in=get_settings().access_token_seconds,
@@ -427,6 +432,9 @@ def admin_update_user(
             actor_id=actor_id,
             subject_id=user_id,
         )
+    if len(actions) > 1:  # the role or the status changes, not only `updated_at`
+        # Access tokens already issued end within the authorizer's cache time (ADR 27).
+        actions.append(UserModel.session_epoch.add(1))
     user.update(actions=actions)
     if active is False:
         revoke_all_sessions(user_id, reason="deactivated")

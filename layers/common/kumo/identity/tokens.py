@@ -55,7 +55,7 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def issue_access_token(*, user_id: str, email: str, role: str) -> str:
+def issue_access_token(*, user_id: str, email: str, role: str, session_epoch: int) -> str:
     issued = int(clock.now())
     claims = {
         "iss": ISSUER,
@@ -63,6 +63,8 @@ def issue_access_token(*, user_id: str, email: str, role: str) -> str:
         "sub": user_id,
         "email": email,
         "role": role,
+        # The user's session epoch now: raising it ends this token (kumo.identity.sessions).
+        "sep": session_epoch,
         "typ": "access",
         "iat": issued,
         "exp": issued + get_settings().access_token_seconds,
@@ -86,5 +88,8 @@ def decode_access_token(token: str) -> dict[str, Any]:
     except jwt.PyJWTError as error:
         raise Unauthorized(_INVALID) from error
     if claims.get("typ") != "access" or not isinstance(claims.get("role"), str):
+        raise Unauthorized(_INVALID)
+    # Tokens issued before epochs existed carry none: epoch 0, ended by the first raise.
+    if type(claims.setdefault("sep", 0)) is not int:
         raise Unauthorized(_INVALID)
     return claims

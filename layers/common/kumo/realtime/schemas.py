@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from kumo.core.schemas import StrictModel
 
 Channel = Literal["device", "alerts", "status"]
 Id = Field(default=None, min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 
-class SubscriptionMessage(BaseModel):
+class SubscriptionMessage(StrictModel):
     """`{"action": "subscribe"|"unsubscribe", "channel": "device", "device_id": ...}` or
     `{"action": ..., "channel": "alerts"|"status", "org_id": ...}`; `id` is echoed back."""
-
-    model_config = ConfigDict(extra="forbid")
 
     action: Literal["subscribe", "unsubscribe"]
     channel: Channel
@@ -32,8 +32,6 @@ class SubscriptionMessage(BaseModel):
         return self
 
 
-class PingMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PingMessage(StrictModel):
     action: Literal["ping"]
     id: str | None = Field(default=None, max_length=64)

@@ -9,7 +9,6 @@ connection ends (at most two hours), as a loaded dashboard would keep its data.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +16,14 @@ from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 from pynamodb.exceptions import DoesNotExist
 
-from kumo.core import clock
+from kumo.core import clock, request_body
 from kumo.core.config import get_settings
 from kumo.core.dynamo import transaction
 from kumo.core.errors import (
     BadRequest,
     Gone,
     KumoError,
+    MalformedJson,
     ValidationFailed,
     field_errors,
 )
@@ -66,9 +66,11 @@ def disconnect(connection_id: str) -> None:
 
 
 def parse(body: str | None, model: type[SubscriptionMessage] | type[PingMessage]) -> Any:
-    """The client's JSON message as `model`, or a 422 naming the fields at fault."""
+    """The client's JSON message as `model`: a 400 when it is not JSON (or nests too deep, as
+    over HTTP), a 422 naming the fields at fault."""
+    data = request_body.decode_json(body or "")
     try:
-        return model.model_validate_json(body or "")
+        return model.model_validate(data)
     except ValidationError as error:
         errors = field_errors(error.errors(include_url=False), whole="body")
         raise ValidationFailed("The message is not valid.", errors=errors) from error
@@ -187,9 +189,10 @@ def unsubscribe(
 def other_action(body: str | None) -> dict[str, Any]:
     """The $default route: `ping` answers `pong`, anything else is a 400 naming the actions."""
     try:
-        action = json.loads(body or "").get("action")
-    except (ValueError, AttributeError):
-        action = None
+        data = request_body.decode_json(body or "")
+    except MalformedJson:
+        data = None  # plain text gets the list of actions; a deep or huge frame its own 400
+    action = data.get("action") if isinstance(data, dict) else None
     if action != "ping":
         raise BadRequest(
             'Unknown action: send {"action": "subscribe" | "unsubscribe" | "ping", ...}.',

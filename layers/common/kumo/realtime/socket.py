@@ -8,12 +8,12 @@ engine relays it always; posting behaves the same on both.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from kumo.core import request_body
 from kumo.core.errors import KumoError, problem_for
 from kumo.core.principal import Principal
 from kumo.realtime import fanout
@@ -27,8 +27,8 @@ OK = {"statusCode": 200}
 def _client_id(body: str | None) -> str | None:
     """The `id` the client put on its message, so it can match the error to the request."""
     try:
-        value = json.loads(body or "").get("id")
-    except (ValueError, AttributeError):
+        value = request_body.decode_json(body or "").get("id")
+    except (KumoError, AttributeError):
         return None
     return value if isinstance(value, str) and len(value) <= 64 else None
 

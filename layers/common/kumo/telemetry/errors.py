@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from kumo.core.errors import Conflict, KumoError, ValidationFailed
+from kumo.core.errors import Conflict, PayloadTooLarge, ValidationFailed
 
-
-class PayloadTooLarge(KumoError):
-    status, slug, title = 413, "payload-too-large", "Payload too large"
+__all__ = ["ExportLimitReached", "IdempotencyKeyReused", "PayloadTooLarge"]
 
 
 class ExportLimitReached(Conflict):

@@ -3,9 +3,11 @@
 Both paths parse with kumo.telemetry.contract and end in kumo.telemetry.store.store_batches,
 then evaluate the alert rules on what they stored (kumo.alerts.evaluate) and push it to
 WebSocket subscribers (kumo.realtime.fanout). Bad readings are rejected and logged one by
-one; the good readings beside them are kept. The topic names the org and the device, and is
-checked against the registry: a message for a device that does not exist, or that names
-another org than the device's own, is dropped.
+one; the good readings beside them are kept. A value whose instant (device, time, metric)
+already holds another value is refused too, after the read of what is stored: HTTP answers it
+among `rejected`, both paths count it (ReadingsConflicting) and log it (ADR 26). The topic
+names the org and the device, and is checked against the registry: a message for a device
+that does not exist, or that names another org than the device's own, is dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class IngestReport:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    conflicts: int = 0  # values refused: their instant holds another value (ADR 26)
     dropped_messages: int = 0
     write_units: float = 0.0
 
@@ -59,19 +62,41 @@ def ingest_http(*, org_id: str, device_id: str, payload: Any, size: int) -> Read
     batch = contract.Batch(org_id, device_id, tuple(readings))
     report = store.store_batches([batch], retention_days=_retention([batch]))
     # Duplicates too: alert transitions are conditional, so evaluating them again is harmless.
-    evaluate_batches([batch])
-    fanout.publish_readings([batch])
+    # Refused values are not: the instant holds another one.
+    kept = store.without_conflicts([batch], report)
+    evaluate_batches(kept)
+    fanout.publish_readings(kept)
     devices.mark_seen({device_id})
     _count_stored(report)
-    return ReadingsAccepted(
-        accepted=report.stored, duplicates=report.duplicates, rejected=_rejections(rejections)
+    refused = sorted(
+        [*_rejections(rejections), *_conflicts(report.conflicts, rejections, len(readings))],
+        key=lambda entry: int(entry["index"]),
     )
+    return ReadingsAccepted(accepted=report.stored, duplicates=report.duplicates, rejected=refused)
+
+
+def _conflicts(
+    conflicts: tuple[store.Conflict, ...], rejections: list[contract.Rejection], valid: int
+) -> list[dict[str, Any]]:
+    """One rejection per reading with refused values, by its index in the payload (the valid
+    readings are the payload's entries that were not rejected, in order)."""
+    refused = {r.index for r in rejections}
+    payload_index = [i for i in range(valid + len(refused)) if i not in refused]
+    reasons: dict[int, list[str]] = {}
+    for conflict in conflicts:
+        reasons.setdefault(payload_index[conflict.reading], []).append(conflict.reason)
+    return [
+        {"index": index, "reason": "conflicting value: " + "; ".join(texts)}
+        for index, texts in sorted(reasons.items())
+    ]
 
 
 def _count_stored(stored: store.StoreReport) -> None:
     metrics.count(metrics.READINGS_ACCEPTED, stored.stored)
     if stored.duplicates:
         metrics.count(metrics.READINGS_DUPLICATE, stored.duplicates)
+    if stored.conflicts:
+        metrics.count(metrics.READINGS_CONFLICTING, len(stored.conflicts))
 
 
 def _retention(batches: list[contract.Batch]) -> dict[str, int]:
@@ -123,9 +148,11 @@ def ingest_records(records: list[dict[str, Any]]) -> IngestReport:
             batches.append(contract.Batch(org_id, device_id, tuple(readings)))
     if batches:
         stored = store.store_batches(batches, retention_days=_retention(batches))
-        evaluate_batches(batches)
-        fanout.publish_readings(batches)
+        kept = store.without_conflicts(batches, stored)
+        evaluate_batches(kept)
+        fanout.publish_readings(kept)
         report.accepted, report.duplicates = stored.stored, stored.duplicates
+        report.conflicts = len(stored.conflicts)
         report.write_units = stored.write_units
         devices.mark_seen({b.device_id for b in batches})
         _count_stored(stored)
@@ -139,6 +166,7 @@ def ingest_records(records: list[dict[str, Any]]) -> IngestReport:
         accepted=report.accepted,
         duplicates=report.duplicates,
         rejected=report.rejected,
+        conflicts=report.conflicts,
         dropped=report.dropped_messages,
         write_units=report.write_units,
     )

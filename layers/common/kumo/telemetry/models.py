@@ -1,7 +1,8 @@
 """Telemetry items. Key building for telemetry lives here and nowhere else.
 
 Access patterns on the telemetry table (all GetItem, BatchGetItem or Query; never a Scan):
-  a device's raw readings by time   RAW#<device> / <first reading ISO>#<digest>   (packed items)
+  a device's raw readings by time   RAW#<device> / <minute ISO>#s<seq>   (a slot's fragments)
+                                    RAW#<device> / <first reading ISO>#<digest>  (before ADR 26)
   a device's rollups               ROLL#<device>#<1m|1h|1d> / <bucket start ISO>    (all metrics)
   a device's latest values          LATEST#<device> / LATEST
   a device's export                 EXPORTS#<device> / EXPORT#<export id>
@@ -68,16 +69,44 @@ def iso_ms(epoch_ms: int) -> str:
 
 
 RAW_PREFIX: Final = "RAW#"
-# A raw item spans at most this from its first reading (its sort key), so a raw query looks
-# back exactly this far for items that start before the range and reach into it.
+# A raw item spans at most this from its sort key's time (a fragment less than its minute; an
+# item of the layout before ADR 26 up to this), so a raw query looks back exactly this far for
+# items that start before the range and reach into it.
 RAW_SPAN_MS: Final = 10 * 60_000
+
+
+# A device's readings are kept per slot of this length (ADR 26): the readings of one slot
+# live in its fragments, `<slot start ISO>#s<seq>`, numbered from 0 in the order written.
+# A writer reads the slot's fragments, stores only the values not stored yet, and takes the
+# next number with a conditional put: the number is the slot's version.
+RAW_SLOT_MS: Final = 60_000
+_FRAGMENT_MARK: Final = "#s"
+_ISO_LENGTH: Final = len("2024-05-01T12:00:00.000Z")
 
 
 def raw_key(device_id: str) -> str:
     return f"{RAW_PREFIX}{device_id}"
 
 
+def raw_slot(epoch_ms: int) -> int:
+    return epoch_ms - epoch_ms % RAW_SLOT_MS
+
+
+def raw_fragment_key(slot_ms: int, seq: int) -> str:
+    # 's' is no hex digit, so no fragment key meets a digest key of the layout before ADR 26.
+    return f"{iso_ms(slot_ms)}{_FRAGMENT_MARK}{seq:06d}"
+
+
+def raw_fragment_seq(sort_key: str) -> int | None:
+    """The fragment number of a raw item's sort key, or None for an item keyed by its message
+    (the layout before ADR 26)."""
+    mark = sort_key[_ISO_LENGTH : _ISO_LENGTH + len(_FRAGMENT_MARK)]
+    number = sort_key[_ISO_LENGTH + len(_FRAGMENT_MARK) :]
+    return int(number) if mark == _FRAGMENT_MARK and number.isdigit() else None
+
+
 def raw_sort_key(first_ms: int, digest: str) -> str:
+    """The key of a raw item of the layout before ADR 26 (one item per message), still read."""
     return f"{iso_ms(first_ms)}#{digest}"
 
 
@@ -147,8 +176,9 @@ class TelemetryItem(Model):
 
 
 class RawReadingsModel(TelemetryItem):
-    """The readings of one message (or of one part of a large one), packed into one item:
-    one write per message instead of one per reading."""
+    """Readings packed into one item: a fragment of a device's slot (the values one write
+    added to it), or, written before ADR 26, one message (or part of one). One write per
+    message and slot instead of one per reading."""
 
     # Compact JSON, sorted by time: [[ts_ms, {"temperature": 21.5, ...}], ...].
     r = UnicodeAttribute()

@@ -148,9 +148,10 @@ def query_readings(
 ) -> tuple[list[Point], str | None]:
     """One metric of one device from start to end (both included), oldest first.
 
-    raw: one point per reading. Items are read in sort-key order (their first reading), so two
-    messages that overlap in time (a device resending buffered readings) interleave by
-    message, not by reading. Rollups: one point per bucket whose start lies in
+    raw: one point per reading. Items are read in sort-key order: a minute's fragments in the
+    order they were written (ADR 26), so a late reading comes after the later ones stored
+    before it in that minute; items of the layout before (one per message) by their first
+    reading. Rollups: one point per bucket whose start lies in
     [start rounded down to the bucket, end]. `limit` counts points."""
     if not METRIC_NAME.fullmatch(metric):
         raise invalid("metric", "No such metric name.")
