@@ -141,15 +141,16 @@ def test_update_me_changes_the_display_name(api: Api, outbox: Outbox) -> None:
     )
 
 
-def test_repeated_failures_throttle_the_account(api: Api, outbox: Outbox) -> None:
-    # Given a user whose password is guessed wrong five times
+def test_repeated_failures_throttle_the_source_that_guessed(api: Api, outbox: Outbox) -> None:
+    # Given a user whose password is guessed wrong five times from one source
     user = signed_up_user(api, outbox, "throttle")
     for _ in range(5):
         wrong = api.post(
             "/api/v1/auth/login", json={"email": user["email"], "password": "nope 12345678"}
         )
         assert wrong.status_code == 401
-    # When the right password comes next, the account is still locked for a while
+    # When the right password comes next from that source, it is refused for a while (the
+    # owner elsewhere is not: tests/integration/test_abuse_limits.py)
     locked = api.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
     assert locked.status_code == 429
     assert int(locked.headers["Retry-After"]) > 0

@@ -149,7 +149,7 @@ def reset_token(email: str) -> str:
     from kumo.identity import service
     from kumo.tasks.models import EmailTaskModel, task_key
 
-    service.forgot_password(email)
+    service.forgot_password(email, source_ip="203.0.113.10")
     queue = get_settings().mail_queue_url
     (message,) = aws.sqs().receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     task = EmailTaskModel.get(task_key(json.loads(message["Body"])["task_id"]), "TASK")

@@ -153,6 +153,7 @@ def api_event(
     query: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
     principal: dict[str, str] | None = None,
+    source_ip: str | None = None,
 ) -> dict[str, Any]:
     """A REST proxy event from events/api/request.json, shaped for one call; `raw_body` is
     sent as it is, `body` as JSON."""
@@ -172,6 +173,8 @@ def api_event(
     event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
     if principal is not None:
         event["requestContext"]["authorizer"] = principal
+    if source_ip is not None:
+        event["requestContext"]["identity"]["sourceIp"] = source_ip
     return event
 
 

@@ -722,3 +722,25 @@ def test_routes_keep_devices_and_users_apart(
         principal=principal_for(fleet.owner),
     )
     assert as_device["statusCode"] == 403 and as_user["statusCode"] == 403
+
+
+def test_send_command_is_limited_per_user(fleet: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a user allowed two commands a minute
+    from kumo.core import abuse_limits
+    from kumo.core.rate_limit import Limit, RateLimited
+
+    monkeypatch.setattr(
+        abuse_limits, "COMMAND_PER_USER", Limit("command.user", 2, 60, "device commands")
+    )
+    send(fleet)
+    send(fleet)
+
+    # When a third is sent, it is refused and nothing is stored
+    with pytest.raises(RateLimited):
+        send(fleet)
+    from kumo.devices.models import COMMAND_PREFIX
+
+    stored = CommandModel.query(
+        device_key(fleet.device), CommandModel.sk.startswith(COMMAND_PREFIX)
+    )
+    assert len(list(stored)) == 2

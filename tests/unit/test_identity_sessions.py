@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from kumo.core import clock
-from kumo.identity import service, tokens
+from kumo.identity import tokens
 from kumo.identity.models import RefreshTokenModel, refresh_key
 
 from tests.support.factories import PASSWORD, unique_email, verified_user
@@ -88,56 +88,6 @@ def test_login_refuses_unknown_email_with_same_detail(call_api):
     assert unknown["statusCode"] == 401
     assert unknown["json"]["detail"] == wrong_password["json"]["detail"]
     assert unknown["json"]["type"] == wrong_password["json"]["type"]
-
-
-def test_login_locks_account_after_five_failures(call_api, monkeypatch):
-    # Given five wrong passwords in a row at a fixed moment
-    freeze_clock(monkeypatch, clock.now())
-    email = unique_email("locked")
-    verified_user(email)
-    for _ in range(service.MAX_FAILED_LOGINS):
-        assert call_api(*LOGIN, body=login_body(email, "not the password 1"))["statusCode"] == 401
-
-    # When the sixth attempt uses the right password
-    response = call_api(*LOGIN, body=login_body(email))
-
-    # Then it is throttled for the whole lock period
-    assert response["statusCode"] == 429
-    assert response["json"]["type"] == "urn:kumo:problem:too-many-requests"
-    assert response["multiValueHeaders"]["Retry-After"] == [str(service.LOCK_SECONDS)]
-    assert response["json"]["retry_after"] == service.LOCK_SECONDS
-
-
-def test_login_failure_count_resets_after_success(call_api):
-    # Given four failures, then a successful sign-in
-    email = unique_email("reset-count")
-    verified_user(email)
-    for _ in range(service.MAX_FAILED_LOGINS - 1):
-        call_api(*LOGIN, body=login_body(email, "not the password 1"))
-    assert call_api(*LOGIN, body=login_body(email))["statusCode"] == 200
-
-    # When failing once more
-    call_api(*LOGIN, body=login_body(email, "not the password 1"))
-
-    # Then the account is not locked: the right password still works
-    assert call_api(*LOGIN, body=login_body(email))["statusCode"] == 200
-
-
-def test_login_lock_expires(call_api, monkeypatch):
-    # Given a locked account
-    start = clock.now()
-    freeze_clock(monkeypatch, start)
-    email = unique_email("unlock")
-    verified_user(email)
-    for _ in range(service.MAX_FAILED_LOGINS):
-        call_api(*LOGIN, body=login_body(email, "not the password 1"))
-
-    # When the lock period has passed
-    freeze_clock(monkeypatch, start + service.LOCK_SECONDS + 1)
-    response = call_api(*LOGIN, body=login_body(email))
-
-    # Then the right password signs in again
-    assert response["statusCode"] == 200
 
 
 def test_login_with_cookie_sets_http_only_session_cookies(call_api):

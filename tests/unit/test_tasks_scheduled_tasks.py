@@ -999,3 +999,22 @@ def test_list_task_runs_refuses_cursor_of_another_task_with_400(call_api):
 
     # Then it is a bad request
     assert response["statusCode"] == 400, response
+
+
+def test_run_scheduled_task_is_limited_per_user(call_api, monkeypatch):
+    # Given a user allowed two manual runs an hour
+    from kumo.core import abuse_limits
+    from kumo.core.rate_limit import Limit
+
+    monkeypatch.setattr(abuse_limits, "RUN_NOW_PER_USER", Limit("run-now.user", 2, 3600, "runs"))
+    user = new_principal()
+    task = created(call_api, user)
+
+    # When the user runs the task three times
+    answers = [on_task(call_api, "run", task["id"], user) for _ in range(3)]
+
+    # Then the third is a 429 problem with Retry-After, and only two runs were queued
+    assert [a["statusCode"] for a in answers] == [202, 202, 429]
+    assert answers[2]["json"]["type"] == "urn:kumo:problem:rate-limited"
+    assert int(answers[2]["multiValueHeaders"]["Retry-After"][0]) > 0
+    assert len(queued_runs()) == 2

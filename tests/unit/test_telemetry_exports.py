@@ -734,3 +734,21 @@ def test_raw_rows_orders_readings_that_come_out_of_order_within_an_item_span() -
     ]
     rows = list(csv_export.raw_rows(readings, ["a", "b"]))
     assert rows == [(103, {"a": 2.0, "b": 4.0}), (105, {"a": 1.0}), (110 + span, {"b": 3.0})]
+
+
+def test_request_export_is_limited_per_user_and_a_replay_costs_nothing(fleet, monkeypatch):
+    # Given a user allowed two exports an hour
+    from kumo.core import abuse_limits
+    from kumo.core.rate_limit import Limit, RateLimited
+
+    monkeypatch.setattr(abuse_limits, "EXPORT_PER_USER", Limit("export.user", 2, 3600, "exports"))
+
+    # When the user asks for one export, replays it twice, then asks for one more
+    request(fleet, key="same")
+    request(fleet, key="same")
+    request(fleet, key="same")
+    request(fleet)
+
+    # Then the replays spent nothing, and a fourth export is refused
+    with pytest.raises(RateLimited):
+        request(fleet)

@@ -26,7 +26,8 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.expressions.condition import Condition
 
-from kumo.core import batch, clock, dynamo, metrics
+from kumo.core import abuse_limits as limits
+from kumo.core import batch, clock, dynamo, metrics, rate_limit
 from kumo.core.errors import Conflict, KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
@@ -35,6 +36,7 @@ from kumo.devices.errors import CommandCompleted, CommandExpired
 from kumo.devices.models import (
     COMMAND_PREFIX,
     CommandModel,
+    RateCounterModel,
     command_sort_key,
     commands_since,
     device_key,
@@ -136,6 +138,7 @@ def send_command(*, user_id: str, device_id: str, request: SendCommandRequest) -
     """Store the command queued, then push it; a failed push leaves it to polling."""
     device = service.get_device_for(user_id, device_id, "member")
     params_json = _json_object(request.params, "params")
+    rate_limit.spend(RateCounterModel, limits.COMMAND_PER_USER, user_id)
     now = clock.now()
     expires = now + request.ttl_seconds
     command_id = new_id()

@@ -14,6 +14,7 @@ Access patterns (all GetItem or Query):
 
 The telemetry context keeps its exports in this table, under keys it builds itself
 (kumo.telemetry.models, ADR 20).
+  rate-limit windows       RATE#<limit>#<subject hash> / WINDOW#<start>  (kumo.core.rate_limit)
 """
 
 from __future__ import annotations
@@ -150,4 +151,12 @@ class CommandModel(DevicesItem):
     result_json = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
     # The table's TTL attribute (epoch seconds): the expiry plus the history's month.
+    expires_at = NumberAttribute()
+
+
+class RateCounterModel(DevicesItem):
+    """A rate-limit window of this context's limits (kumo.core.rate_limit, ADR 24):
+    RATE#<limit>#<sha256 of subject> / WINDOW#<window start>, removed by TTL."""
+
+    hits = NumberAttribute(default=0)
     expires_at = NumberAttribute()

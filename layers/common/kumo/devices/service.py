@@ -13,7 +13,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
 
-from kumo.core import clock, dynamo
+from kumo.core import abuse_limits as limits
+from kumo.core import clock, dynamo, rate_limit
 from kumo.core.config import get_settings
 from kumo.core.errors import KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
@@ -25,6 +26,7 @@ from kumo.devices.models import (
     META,
     DeviceCountModel,
     DeviceModel,
+    RateCounterModel,
     device_key,
     org_key,
 )
@@ -133,8 +135,10 @@ def _hint(key: str) -> str:
 def register_device(
     *, user_id: str, request: RegisterDeviceRequest
 ) -> tuple[DeviceModel, str, iot.DeviceIdentity | None]:
-    """Store the device with its key's hash, counted against the org's plan limit."""
+    """Store the device with its key's hash, counted against the org's plan limit, within
+    the user's allowance of registrations (each may create an IoT thing and certificate)."""
     require_org_role(request.org_id, user_id, "admin")
+    spent = rate_limit.spend(RateCounterModel, limits.DEVICE_REGISTER_PER_USER, user_id)
     limit = get_settings().devices_per_org
     device_id, now = new_id(), clock.utc_iso()
     api_key = keys.new_key(device_id)
@@ -175,6 +179,7 @@ def register_device(
     except KumoError:
         if identity is not None:  # a refused device must not leave a live certificate
             iot.delete_identity(identity.thing_name, identity.certificate_id)
+        spent.refund()
         raise
     logger.info("device registered", device_id=device_id, org_id=request.org_id)
     return device, api_key, identity

@@ -8,6 +8,7 @@ Access patterns (all GetItem or Query):
   token families        USER#<id> / FAMILY#<family id>
   one-time tokens       TOKEN#<sha256> / VERIFY | RESET
   audit events by day   AUDIT#<yyyy-mm-dd> / <iso time>#<id>
+  rate-limit windows       RATE#<limit>#<subject hash> / WINDOW#<start>  (kumo.core.rate_limit)
 """
 
 from __future__ import annotations
@@ -83,8 +84,6 @@ class UserModel(IdentityItem):
     email_verified = BooleanAttribute(default=False)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
-    failed_logins = NumberAttribute(default=0)
-    locked_until = NumberAttribute(default=0)
     # Raised by a deactivation, a role change or a new password: access tokens carry the
     # epoch they were issued at, and the authorizer refuses older ones (kumo.identity.sessions).
     session_epoch = NumberAttribute(default=0)
@@ -126,4 +125,12 @@ class AuditEventModel(IdentityItem):
     subject_id = UnicodeAttribute(null=True)
     source_ip = UnicodeAttribute(null=True)
     detail = MapAttribute[str, str](default=dict)
+    expires_at = NumberAttribute()
+
+
+class RateCounterModel(IdentityItem):
+    """A rate-limit window of this context's limits (kumo.core.rate_limit, ADR 24):
+    RATE#<limit>#<sha256 of subject> / WINDOW#<window start>, removed by TTL."""
+
+    hits = NumberAttribute(default=0)
     expires_at = NumberAttribute()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -11,11 +10,13 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, U
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from kumo.core import aws, clock, dynamo
+from kumo.core import abuse_limits as limits
+from kumo.core import aws, clock, dynamo, rate_limit
 from kumo.core.config import get_settings
-from kumo.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from kumo.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from kumo.core.ids import new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
+from kumo.core.rate_limit import Limit
 from kumo.identity import passwords, tokens
 from kumo.identity.errors import AccountDisabled, EmailNotVerified, InvalidToken
 from kumo.identity.models import (
@@ -23,6 +24,7 @@ from kumo.identity.models import (
     AuditEventModel,
     EmailClaimModel,
     OneTimeTokenModel,
+    RateCounterModel,
     RefreshTokenModel,
     TokenFamilyModel,
     UserModel,
@@ -37,8 +39,6 @@ from kumo.tasks import service as tasks
 
 logger = Logger(child=True)
 
-MAX_FAILED_LOGINS = 5
-LOCK_SECONDS = 15 * 60
 VERIFY_TOKEN_SECONDS = 24 * 3600
 RESET_TOKEN_SECONDS = 3600
 AUDIT_RETENTION_SECONDS = 400 * 24 * 3600
@@ -101,6 +101,18 @@ def register(
     if not verified:
         _send_one_time_mail(user, purpose="VERIFY", template="verify_email")
     return user
+
+
+def sign_up(*, email: str, password: str, display_name: str, source_ip: str | None) -> UserModel:
+    """POST /auth/register: `register`, within the source's sign-up allowance (a sign-up
+    mails the address). A refused password or a taken address costs no allowance."""
+    passwords.check_policy(password, email)
+    spent = rate_limit.spend(RateCounterModel, limits.REGISTER_PER_SOURCE, source_ip or "unknown")
+    try:
+        return register(email=email, password=password, display_name=display_name)
+    except Conflict:
+        spent.refund()
+        raise
 
 
 def update_me(
@@ -190,14 +202,23 @@ def verify_email(raw_token: str) -> UserModel:
     return user
 
 
-def resend_verification(email: str) -> None:
+def _spend_mail_allowance(
+    address: Limit, per_source: Limit, email: str, source: str | None
+) -> None:
+    # Spent before the account is looked up, so the answer is the same for every address.
+    rate_limit.spend_all(RateCounterModel, [(address, email), (per_source, source or "unknown")])
+
+
+def resend_verification(email: str, *, source_ip: str | None) -> None:
+    _spend_mail_allowance(limits.RESEND_PER_ADDRESS, limits.RESEND_PER_SOURCE, email, source_ip)
     user = find_user_by_email(email)
     if user is not None and not user.email_verified and user.active:
         _send_one_time_mail(user, purpose="VERIFY", template="verify_email")
 
 
-def forgot_password(email: str) -> None:
+def forgot_password(email: str, *, source_ip: str | None) -> None:
     """Always looks the same to the caller, so it cannot probe which addresses exist."""
+    _spend_mail_allowance(limits.FORGOT_PER_ADDRESS, limits.FORGOT_PER_SOURCE, email, source_ip)
     user = find_user_by_email(email)
     if user is not None and user.active:
         _send_one_time_mail(user, purpose="RESET", template="password_reset")
@@ -212,8 +233,6 @@ def reset_password(raw_token: str, new_password: str) -> None:
     user.update(
         actions=[
             UserModel.password_hash.set(passwords.hash_password(new_password)),
-            UserModel.failed_logins.set(0),
-            UserModel.locked_until.set(0),
             UserModel.updated_at.set(clock.utc_iso()),
             UserModel.session_epoch.add(1),
         ]
@@ -268,55 +287,53 @@ def _issue_session(user: UserModel, *, remember: bool, family_id: str | None = N
     )
 
 
+def _login_limits(email: str, source: str) -> list[tuple[Limit, str]]:
+    # In this order: a source over its own limits is refused before it can spend the
+    # account-wide allowance that slows down everyone else's guesses at the account.
+    return [
+        (limits.LOGIN_PER_SOURCE, source),
+        (limits.LOGIN_PER_ACCOUNT_SOURCE, f"{email} {source}"),
+        (limits.LOGIN_PER_ACCOUNT, email),
+    ]
+
+
 def login(*, email: str, password: str, remember: bool, source_ip: str | None) -> Session:
+    """Sign in. The limits are spent before the password is checked (one conditional write
+    each, for unknown addresses alike), so concurrent guesses check at most the limit's
+    number of passwords; a right password hands the units back (ADR 24)."""
+    source = source_ip or "unknown"
+    try:
+        spent = rate_limit.spend_all(RateCounterModel, _login_limits(email, source))
+    except rate_limit.RateLimited as error:
+        record_audit(
+            "login.throttled", source_ip=source_ip, detail={"limit": str(error.extra["limit"])}
+        )
+        raise
     user = find_user_by_email(email)
     if user is None:
         passwords.verify_password(passwords.dummy_hash(), password)
         record_audit("login.failed", source_ip=source_ip, detail={"reason": "unknown-account"})
         raise Unauthorized("The e-mail address or the password is wrong.")
-    now = clock.now()
-    if user.locked_until > now:
-        record_audit("login.throttled", subject_id=user.user_id, source_ip=source_ip)
-        retry_after = math.ceil(user.locked_until - now)
-        raise TooManyRequests(
-            "Too many failed sign-ins for this account; try again later.",
-            headers={"Retry-After": str(retry_after)},
-            retry_after=retry_after,
-        )
     if not passwords.verify_password(user.password_hash, password):
-        _count_failed_login(user, source_ip)
+        record_audit(
+            "login.failed",
+            subject_id=user.user_id,
+            source_ip=source_ip,
+            detail={"reason": "wrong-password"},
+        )
         raise Unauthorized("The e-mail address or the password is wrong.")
+    rate_limit.refund_all(spent)
     if not user.active:
         record_audit("login.failed", subject_id=user.user_id, detail={"reason": "deactivated"})
         raise AccountDisabled("This account is deactivated.")
     if not user.email_verified:
         raise EmailNotVerified("Confirm your e-mail address before signing in.")
-    actions: list[Action] = [UserModel.failed_logins.set(0), UserModel.locked_until.set(0)]
     if passwords.needs_rehash(user.password_hash):
-        actions.append(UserModel.password_hash.set(passwords.hash_password(password)))
-    user.update(actions=actions)
+        user.update(actions=[UserModel.password_hash.set(passwords.hash_password(password))])
     record_audit(
         "login.succeeded", actor_id=user.user_id, subject_id=user.user_id, source_ip=source_ip
     )
     return _issue_session(user, remember=remember)
-
-
-def _count_failed_login(user: UserModel, source_ip: str | None) -> None:
-    user.update(actions=[UserModel.failed_logins.add(1)])
-    record_audit(
-        "login.failed",
-        subject_id=user.user_id,
-        source_ip=source_ip,
-        detail={"reason": "wrong-password"},
-    )
-    if user.failed_logins >= MAX_FAILED_LOGINS:
-        user.update(
-            actions=[
-                UserModel.locked_until.set(int(clock.now()) + LOCK_SECONDS),
-                UserModel.failed_logins.set(0),
-            ]
-        )
-        record_audit("login.locked", subject_id=user.user_id, source_ip=source_ip)
 
 
 def refresh_session(raw_token: str) -> Session:

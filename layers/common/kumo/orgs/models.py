@@ -10,6 +10,8 @@ Access patterns (all GetItem or Query):
   invitation               ORG#<id> / INVITE#<invitation id>
   pending invitations      ORG#<id> / begins_with INVITE#
   invitation by token      INVITETOKEN#<sha256> / INVITE
+  pending invitation of an address  ORG#<id> / INVITEE#<email>  ->  invitation id (one per address)
+  rate-limit windows       RATE#<limit>#<subject hash> / WINDOW#<start>  (kumo.core.rate_limit)
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ def user_key(user_id: str) -> str:
 
 def invite_sort_key(invitation_id: str) -> str:
     return f"{INVITE_PREFIX}{invitation_id}"
+
+
+def invitee_sort_key(email: str) -> str:
+    return f"INVITEE#{email}"
 
 
 def invite_token_key(token_hash: str) -> str:
@@ -117,8 +123,26 @@ class InvitationModel(OrgsItem):
     expires_at = NumberAttribute()
 
 
+class PendingInvitationModel(OrgsItem):
+    """Which invitation of an org is pending for an address: every invitation swaps it under
+    a condition on the one it replaces, so concurrent invitations to one address serialise
+    and leave exactly one pending (ADR 7, 24)."""
+
+    invitation_id = UnicodeAttribute()
+    token_hash = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
 class InvitationTokenModel(OrgsItem):
     sk = UnicodeAttribute(range_key=True, default=INVITE_LOOKUP)
     org_id = UnicodeAttribute()
     invitation_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class RateCounterModel(OrgsItem):
+    """A rate-limit window of this context's limits (kumo.core.rate_limit, ADR 24):
+    RATE#<limit>#<sha256 of subject> / WINDOW#<window start>, removed by TTL."""
+
+    hits = NumberAttribute(default=0)
     expires_at = NumberAttribute()

@@ -11,10 +11,11 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from kumo.core import clock, dynamo
+from kumo.core import abuse_limits as limits
+from kumo.core import clock, dynamo, rate_limit
 from kumo.core.config import get_settings
 from kumo.core.dynamo import Explain
-from kumo.core.errors import Forbidden, KumoError, NotFound
+from kumo.core.errors import Conflict, Forbidden, KumoError, NotFound
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.identity import tokens
@@ -32,8 +33,11 @@ from kumo.orgs.models import (
     MembershipModel,
     OrgModel,
     OwnershipModel,
+    PendingInvitationModel,
+    RateCounterModel,
     invite_sort_key,
     invite_token_key,
+    invitee_sort_key,
     member_email_sort_key,
     member_sort_key,
     org_key,
@@ -442,13 +446,67 @@ def _delete_invitation(transaction: TransactWrite, invitation: InvitationModel) 
     transaction.delete(InvitationTokenModel(pk=invite_token_key(invitation.token_hash)))
 
 
+def _forget_pending(transaction: TransactWrite, invitation: InvitationModel) -> None:
+    # Only while it still names this invitation: a newer one keeps its pointer.
+    transaction.delete(
+        PendingInvitationModel(
+            pk=org_key(invitation.org_id), sk=invitee_sort_key(invitation.email)
+        ),
+        condition=PendingInvitationModel.pk.does_not_exist()
+        | (PendingInvitationModel.invitation_id == invitation.invitation_id),
+    )
+
+
+# Concurrent invitations to one address each lose at most once to every other one.
+_INVITE_ATTEMPTS = 5
+
+
 def invite_member(
     *, org_id: str, actor_id: str, actor_email: str, email: str, role: InvitableRole
 ) -> InvitationModel:
-    """Invite an address; inviting it again replaces the pending invitation and its link."""
+    """Invite an address; inviting it again replaces the pending invitation and its link.
+    Within the allowance per invited address and per inviter (ADR 24): a refused or failed
+    invitation costs none."""
     require_org_role(org_id, actor_id, "admin")
     org = _get_org(org_id)
-    previous = _pending_invitations_for(org_id, email)
+    spent = rate_limit.spend_all(
+        RateCounterModel,
+        [(limits.INVITE_PER_ADDRESS, email), (limits.INVITE_PER_INVITER, actor_id)],
+    )
+    try:
+        invitation, raw, replaced = _replace_invitation(org_id, actor_id, email, role)
+    except KumoError:
+        rate_limit.refund_all(spent)
+        raise
+
+    # Imported here: only this route sends mail, the others should not pay for its import.
+    from kumo.tasks import service as tasks
+
+    tasks.enqueue_email(
+        to=email,
+        template="org_invitation",
+        params={
+            "inviter": actor_email or "A Kumo user",
+            "org_name": org.name,
+            "role": role,
+            "link": f"{get_settings().app_url}/orgs/accept?token={raw}",
+            "token": raw,
+        },
+    )
+    logger.info(
+        "invitation sent", org_id=org_id, invitation_id=invitation.invitation_id, replaced=replaced
+    )
+    return invitation
+
+
+def _replace_invitation(
+    org_id: str, actor_id: str, email: str, role: InvitableRole
+) -> tuple[InvitationModel, str, int]:
+    """Store a new invitation in place of the address's pending one: the invitation, its
+    token item and the address's pointer in one transaction, conditional on the pointer
+    still naming the invitation read (or none). A concurrent invitation that won first is
+    read again and replaced in turn. Answers the invitation, its raw token and how many
+    it replaced."""
     raw = tokens.new_opaque_token()
     token_hash = tokens.hash_token(raw)
     invitation_id = new_id()
@@ -471,6 +529,13 @@ def invite_member(
         invitation_id=invitation_id,
         expires_at=expires_at,
     )
+    pending = PendingInvitationModel(
+        pk=org_key(org_id),
+        sk=invitee_sort_key(email),
+        invitation_id=invitation_id,
+        token_hash=token_hash,
+        expires_at=expires_at,
+    )
 
     def explain() -> KumoError | None:
         try:
@@ -479,37 +544,51 @@ def invite_member(
             return None
         return AlreadyMember("This address already belongs to a member of the organization.")
 
-    with dynamo.transaction(explain, changed=_CHANGED) as transaction:
-        # Checked inside the transaction, so an invitation accepted meanwhile is seen.
-        transaction.condition_check(
-            MemberEmailModel,
-            org_key(org_id),
-            member_email_sort_key(email),
-            condition=MemberEmailModel.pk.does_not_exist(),
+    for attempt in range(_INVITE_ATTEMPTS):
+        current = dynamo.get_or_none(
+            PendingInvitationModel, org_key(org_id), invitee_sort_key(email), consistent_read=True
         )
-        transaction.save(invitation, condition=InvitationModel.pk.does_not_exist())
-        transaction.save(token, condition=InvitationTokenModel.pk.does_not_exist())
-        for old in previous:
-            _delete_invitation(transaction, old)
-
-    # Imported here: only this route sends mail, the others should not pay for its import.
-    from kumo.tasks import service as tasks
-
-    tasks.enqueue_email(
-        to=email,
-        template="org_invitation",
-        params={
-            "inviter": actor_email or "A Kumo user",
-            "org_name": org.name,
-            "role": role,
-            "link": f"{get_settings().app_url}/orgs/accept?token={raw}",
-            "token": raw,
-        },
-    )
-    logger.info(
-        "invitation sent", org_id=org_id, invitation_id=invitation_id, replaced=len(previous)
-    )
-    return invitation
+        # The query also finds invitations stored before the pointer existed.
+        previous = {old.invitation_id: old for old in _pending_invitations_for(org_id, email)}
+        if current is not None:
+            previous.pop(current.invitation_id, None)
+        try:
+            with dynamo.transaction(explain, changed=_CHANGED) as transaction:
+                # Checked inside the transaction, so an invitation accepted meanwhile is seen.
+                transaction.condition_check(
+                    MemberEmailModel,
+                    org_key(org_id),
+                    member_email_sort_key(email),
+                    condition=MemberEmailModel.pk.does_not_exist(),
+                )
+                transaction.save(invitation, condition=InvitationModel.pk.does_not_exist())
+                transaction.save(token, condition=InvitationTokenModel.pk.does_not_exist())
+                transaction.save(
+                    pending,
+                    condition=PendingInvitationModel.pk.does_not_exist()
+                    if current is None
+                    else PendingInvitationModel.invitation_id == current.invitation_id,
+                )
+                if current is not None:
+                    transaction.delete(
+                        InvitationModel(
+                            pk=org_key(org_id), sk=invite_sort_key(current.invitation_id)
+                        )
+                    )
+                    transaction.delete(
+                        InvitationTokenModel(pk=invite_token_key(current.token_hash))
+                    )
+                for old in previous.values():
+                    _delete_invitation(transaction, old)
+        except AlreadyMember:
+            raise
+        except Conflict:
+            # Another invitation to the address won the pointer: replace that one instead.
+            if attempt == _INVITE_ATTEMPTS - 1:
+                raise
+            continue
+        return invitation, raw, len(previous) + (current is not None)
+    raise Conflict(_CHANGED)  # not reached: the last attempt raises
 
 
 def list_invitations(
@@ -538,7 +617,9 @@ def revoke_invitation(*, org_id: str, actor_id: str, invitation_id: str) -> None
     if invitation is None:
         raise NotFound("No such invitation.")
     with dynamo.transaction(lambda: None, changed=_CHANGED) as transaction:
-        _delete_invitation(transaction, invitation)
+        transaction.delete(invitation, condition=InvitationModel.pk.exists())
+        transaction.delete(InvitationTokenModel(pk=invite_token_key(invitation.token_hash)))
+        _forget_pending(transaction, invitation)
     logger.info("invitation revoked", org_id=org_id, invitation_id=invitation_id)
 
 
@@ -570,5 +651,6 @@ def accept_invitation(*, raw_token: str, user_id: str, email: str) -> Membership
         # The conditional deletes make the token single use under concurrency.
         transaction.delete(invitation, condition=InvitationModel.pk.exists())
         transaction.delete(token, condition=InvitationTokenModel.pk.exists())
+        _forget_pending(transaction, invitation)
     logger.info("invitation accepted", org_id=invitation.org_id, user_id=user_id)
     return membership

@@ -9,6 +9,7 @@ Access patterns (all GetItem or Query):
   a task's execution log          <task pk> / begins_with RUN#          (newest first)
   a user's task count             OWNER#<user> / COUNT                  (the plan limit)
   a user's task for one URL       OWNER#<user> / URL#<sha256 of normalised URL>
+  rate-limit windows       RATE#<limit>#<subject hash> / WINDOW#<start>  (kumo.core.rate_limit)
 """
 
 from __future__ import annotations
@@ -204,4 +205,12 @@ class RunModel(TasksItem):
     status_code = NumberAttribute(null=True)
     error = UnicodeAttribute(null=True)
     excerpt = UnicodeAttribute(default="")
+    expires_at = NumberAttribute()
+
+
+class RateCounterModel(TasksItem):
+    """A rate-limit window of this context's limits (kumo.core.rate_limit, ADR 24):
+    RATE#<limit>#<sha256 of subject> / WINDOW#<window start>, removed by TTL."""
+
+    hits = NumberAttribute(default=0)
     expires_at = NumberAttribute()

@@ -14,7 +14,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from kumo.core import aws, clock, dynamo
+from kumo.core import abuse_limits as limits
+from kumo.core import aws, clock, dynamo, rate_limit
 from kumo.core.config import get_settings
 from kumo.core.errors import KumoError, NotFound, invalid
 from kumo.core.ids import is_id, new_id
@@ -25,6 +26,7 @@ from kumo.tasks.models import (
     COUNT,
     META,
     RUN_PREFIX,
+    RateCounterModel,
     RunModel,
     ScheduledTaskModel,
     TaskCountModel,
@@ -363,8 +365,10 @@ def rotate_secret(*, owner_id: str, task_id: str) -> str:
 
 
 def run_now(*, owner_id: str, task_id: str) -> str:
-    """Queue one run outside the schedule (paused tasks too); returns its slot."""
+    """Queue one run outside the schedule (paused tasks too), within the user's allowance
+    of manual runs (ADR 24); returns its slot."""
     get_task(owner_id=owner_id, task_id=task_id)
+    rate_limit.spend(RateCounterModel, limits.RUN_NOW_PER_USER, owner_id)
     slot = clock.utc_iso()
     if slot.endswith(":00.000Z"):
         # Schedule slots are whole minutes; a manual slot must never equal one.

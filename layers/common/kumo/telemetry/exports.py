@@ -26,9 +26,10 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
 
-from kumo.core import aws, clock, dynamo
+from kumo.core import abuse_limits as limits
+from kumo.core import aws, clock, dynamo, rate_limit
 from kumo.core.config import get_settings
-from kumo.core.errors import Conflict, NotFound, ServiceUnavailable, invalid
+from kumo.core.errors import Conflict, KumoError, NotFound, ServiceUnavailable, invalid
 from kumo.core.ids import is_id, new_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices import service as devices
@@ -40,6 +41,7 @@ from kumo.telemetry.models import (
     ExportModel,
     ExportRequestKeyModel,
     ExportSlotModel,
+    RateCounterModel,
     export_partition,
     export_request_key,
     export_slot_key,
@@ -147,10 +149,39 @@ def _replay(device_id: str, key_sort: str, fingerprint: str, now_ms: int) -> Exp
 def request_export(
     *, user_id: str, device_id: str, request: ExportRequest, idempotency_key: str | None
 ) -> tuple[ExportModel, bool]:
-    """Store the export queued and queue its id; answers it and whether it was a replay."""
+    """Store the export queued and queue its id; answers it and whether it was a replay.
+    Within the user's export allowance (ADR 24), which a replay or a refusal does not use."""
     device = devices.get_device_for(user_id, device_id, "member")
     start_ms, end_ms = _range(request)
     metrics = _metrics(request, device_id)
+    spent = rate_limit.spend(RateCounterModel, limits.EXPORT_PER_USER, user_id)
+    try:
+        export, replayed = _queue_export(
+            user_id,
+            (device.org_id, device_id),
+            request,
+            idempotency_key,
+            (start_ms, end_ms),
+            metrics,
+        )
+    except KumoError:
+        spent.refund()
+        raise
+    if replayed:
+        spent.refund()
+    return export, replayed
+
+
+def _queue_export(
+    user_id: str,
+    org_and_device: tuple[str, str],
+    request: ExportRequest,
+    idempotency_key: str | None,
+    span: tuple[int, int],
+    metrics: list[str],
+) -> tuple[ExportModel, bool]:
+    org_id, device_id = org_and_device
+    start_ms, end_ms = span
     fingerprint = _fingerprint(request)
     key_sort = _request_key(user_id, idempotency_key) if idempotency_key else None
     for _ in range(_ROUNDS):
@@ -159,13 +190,13 @@ def request_export(
             earlier = _replay(device_id, key_sort, fingerprint, now_ms)
             if earlier is not None:
                 return earlier, True
-        slot, holder = _free_slot(device.org_id, now_ms)
+        slot, holder = _free_slot(org_id, now_ms)
         export_id = new_id()
         export = ExportModel(
             pk=export_partition(device_id),
             sk=export_sort_key(export_id),
             export_id=export_id,
-            org_id=device.org_id,
+            org_id=org_id,
             device_id=device_id,
             start_ms=start_ms,
             end_ms=end_ms,
@@ -176,7 +207,7 @@ def request_export(
             created_at=clock.utc_iso(now_ms / 1000),
             deadline_ms=now_ms + DEADLINE_SECONDS * 1000,
             slot=slot,
-            object_key=object_key(device.org_id, device_id, export_id),
+            object_key=object_key(org_id, device_id, export_id),
             expires_at=now_ms // 1000 + KEEP_SECONDS,
         )
         try:

@@ -12,6 +12,7 @@ Access patterns on the telemetry table (all GetItem, BatchGetItem or Query; neve
 
 Times in sort keys are UTC ISO-8601 with milliseconds and a Z (`2024-05-01T12:00:00.000Z`):
 fixed width, so text order is time order.
+  rate-limit windows       RATE#<limit>#<subject hash> / WINDOW#<start>  (kumo.core.rate_limit)
 """
 
 from __future__ import annotations
@@ -272,4 +273,12 @@ class ExportRequestKeyModel(TelemetryItem):
     export_id = UnicodeAttribute()
     # A digest of the request body: the same key with another body is refused.
     fingerprint = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class RateCounterModel(TelemetryItem):
+    """A rate-limit window of this context's limits (kumo.core.rate_limit, ADR 24):
+    RATE#<limit>#<sha256 of subject> / WINDOW#<window start>, removed by TTL."""
+
+    hits = NumberAttribute(default=0)
     expires_at = NumberAttribute()

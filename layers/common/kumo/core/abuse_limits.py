@@ -1,0 +1,58 @@
+"""Every abuse limit Kumo applies, in one place (docs/adr/0024). The mechanism is
+`kumo.core.rate_limit`; each context spends these in its own table.
+
+| limit                  | route                                   | per                     |
+| ---------------------- | --------------------------------------- | ----------------------- |
+| FORGOT_PER_ADDRESS     | POST /auth/password/forgot              | address (known or not)  |
+| FORGOT_PER_SOURCE      | POST /auth/password/forgot              | source IP               |
+| RESEND_PER_ADDRESS     | POST /auth/verify-email/resend          | address (known or not)  |
+| RESEND_PER_SOURCE      | POST /auth/verify-email/resend          | source IP               |
+| REGISTER_PER_SOURCE    | POST /auth/register                     | source IP               |
+| LOGIN_PER_SOURCE       | POST /auth/login (failed checks)        | source IP               |
+| LOGIN_PER_ACCOUNT_SOURCE | POST /auth/login (failed checks)      | address and source IP   |
+| LOGIN_PER_ACCOUNT      | POST /auth/login (failed checks)        | address, every source   |
+| INVITE_PER_ADDRESS     | POST /orgs/{id}/invitations             | invited address         |
+| INVITE_PER_INVITER     | POST /orgs/{id}/invitations             | inviting user           |
+| RUN_NOW_PER_USER       | POST /scheduled-tasks/{id}/run          | user                    |
+| EXPORT_PER_USER        | POST /devices/{id}/exports              | user                    |
+| COMMAND_PER_USER       | POST /devices/{id}/commands             | user                    |
+| DEVICE_REGISTER_PER_USER | POST /devices                         | user                    |
+
+Mail limits count requests whether or not the address has an account, so a 429 tells
+nothing about accounts. Sign-in limits count password checks: a unit is spent before the
+hash is checked and handed back when the password was right, so concurrent guesses cannot
+overtake the limit and a real owner's sign-ins cost nothing. The per-account limit is a
+slowdown, not a lock: it needs guesses from more sources than one (a single source is held
+to LOGIN_PER_ACCOUNT_SOURCE, below it) and lasts five minutes at most.
+
+Per-source limits are generous: a school or an office signs in from one address. They stop
+one machine, not a crowd; on AWS the WAF rule (template parameter `WafRateLimit`) stops floods
+before any function runs.
+"""
+
+from __future__ import annotations
+
+from kumo.core.rate_limit import Limit
+
+HOUR = 3600
+MINUTE = 60
+
+FORGOT_PER_ADDRESS = Limit("forgot.address", 3, HOUR, "reset e-mails to one address")
+FORGOT_PER_SOURCE = Limit("forgot.source", 30, HOUR, "reset requests from one source")
+RESEND_PER_ADDRESS = Limit("resend.address", 3, HOUR, "verification e-mails to one address")
+RESEND_PER_SOURCE = Limit("resend.source", 30, HOUR, "verification requests from one source")
+REGISTER_PER_SOURCE = Limit("register.source", 300, HOUR, "sign-ups from one source")
+
+LOGIN_PER_SOURCE = Limit("login.source", 100, 15 * MINUTE, "failed sign-ins from one source")
+LOGIN_PER_ACCOUNT_SOURCE = Limit(
+    "login.account-source", 5, 15 * MINUTE, "failed sign-ins to one account from one source"
+)
+LOGIN_PER_ACCOUNT = Limit("login.account", 10, 5 * MINUTE, "failed sign-ins to one account")
+
+INVITE_PER_ADDRESS = Limit("invite.address", 3, HOUR, "invitations to one address")
+INVITE_PER_INVITER = Limit("invite.inviter", 50, HOUR, "invitations from one user")
+
+RUN_NOW_PER_USER = Limit("run-now.user", 20, HOUR, "manual task runs per user")
+EXPORT_PER_USER = Limit("export.user", 30, HOUR, "exports per user")
+COMMAND_PER_USER = Limit("command.user", 120, MINUTE, "device commands per user")
+DEVICE_REGISTER_PER_USER = Limit("device-register.user", 30, HOUR, "device registrations per user")
