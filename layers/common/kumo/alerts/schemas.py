@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from kumo.core import numbers
 from kumo.core.schemas import DisplayName, Email, StrictModel
 
 Comparison = Literal["gt", "gte", "lt", "lte", "eq", "neq"]
@@ -15,8 +16,20 @@ ResolvedReason = Literal["back_in_range", "rule_changed", "rule_disabled", "rule
 Id = Annotated[str, StringConstraints(min_length=26, max_length=26)]
 # The telemetry contract's metric names (kumo.telemetry.contract).
 MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+
+
 # Strict: "30" or true is a mistake to report, not a number to guess.
-Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e15, le=1e15)]
+def _storable(value: float) -> float:
+    if not numbers.storable(value):
+        raise ValueError(f"must be 0 or at least {numbers.MIN_MAGNITUDE:.0e} in magnitude")
+    return value
+
+
+Threshold = Annotated[
+    float,
+    Field(strict=True, allow_inf_nan=False, ge=-1e15, le=1e15),
+    AfterValidator(_storable),
+]
 DurationSeconds = Annotated[
     int,
     Field(

@@ -15,7 +15,8 @@ or a batch of them::
   out (or null), it is the time the message was received. It must be no more than 5 minutes
   ahead of that time and no more than 7 days behind it.
 - `metrics` holds 1 to 32 metrics. A name is a letter followed by up to 63 letters, digits,
-  `_`, `.` or `-`; a value is a finite JSON number (not a boolean) with |value| <= 1e15.
+  `_`, `.` or `-`; a value is a finite JSON number (not a boolean) with |value| <= 1e15,
+  and 0 or at least 1e-130 in magnitude (the smallest number DynamoDB stores).
 - A batch holds at most 500 readings, and the raw message at most 128 KiB
   (`MAX_PAYLOAD_BYTES`, checked by `decode_payload` on the bytes received).
 - `org_id`, `device_id`, `received_at` and `client_id` at the top level (the IoT rule adds
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from kumo.core import numbers
 from kumo.core.errors import invalid
 from kumo.telemetry.errors import PayloadTooLarge
 
@@ -179,6 +181,8 @@ def _parse_metrics(value: object) -> dict[str, float] | str:
             return f"metric {name!r} must be finite"
         if abs(number) > MAX_ABS_VALUE:
             return f"metric {name!r} is beyond ±{MAX_ABS_VALUE:.0e}"
+        if not numbers.storable(number):
+            return f"metric {name!r} must be 0 or at least {numbers.MIN_MAGNITUDE:.0e} in magnitude"
         # Exact: |value| <= 1e15 < 2**53, so even integers survive the float.
         metrics[name] = float(number)
     return metrics

@@ -1,0 +1,14 @@
+"""Numbers DynamoDB can store. Its Number type holds magnitudes from 1e-130 to just under
+1e126, so a finite float below that range (say 9e-270, or the subnormal 5e-324) fails the
+write that stores it. Inputs are checked where they are read; the upper end is far beyond
+every limit Kumo sets (1e15)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIN_MAGNITUDE: Final = 1e-130
+
+
+def storable(value: float) -> bool:
+    return value == 0 or abs(value) >= MIN_MAGNITUDE
