@@ -268,7 +268,20 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
-def _finish_operation(operation: dict[str, Any], route: ApiRoute, summary: str | None) -> None:
+def _rate_limited(limits: tuple[Any, ...]) -> dict[str, Any]:
+    answer = _problem("An abuse limit is spent: " + "; ".join(limit.counts for limit in limits))
+    answer["headers"] = {
+        "Retry-After": {
+            "description": "Seconds until the limit's window ends",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
+    return answer
+
+
+def _finish_operation(
+    operation: dict[str, Any], route: ApiRoute, summary: str | None, limits: tuple[Any, ...] = ()
+) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     for status in ("204", "304"):
         # Powertools describes a None return as a JSON null; these answers have no body at all.
@@ -287,6 +300,8 @@ def _finish_operation(operation: dict[str, Any], route: ApiRoute, summary: str |
         responses["401"] = _problem("Missing or invalid credentials")
         responses["403"] = _problem("These credentials do not allow this request")
         operation["security"] = copy.deepcopy(AUTHENTICATED)
+    if limits:
+        responses["429"] = _rate_limited(limits)
     responses["default"] = _problem("Any other error, as problem details")
     if summary and operation.get("summary") == f"{route.method.upper()} {route.path}":
         operation["summary"] = summary
@@ -361,9 +376,29 @@ def add_links(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
             create["responses"][status]["links"] = links
 
 
+_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"})
+
+
+def _integral_bounds(node: Any) -> None:
+    """Write whole-number bounds as integers, in place. Powertools writes `le=100` as 100.0,
+    and a client that sends a bound as written would send 100.0 to an integer field, which
+    the strict models refuse (ADR 0023)."""
+    if isinstance(node, list):
+        for item in node:
+            _integral_bounds(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            else:
+                _integral_bounds(value)
+
+
 def generate() -> dict[str, Any]:
     """The merged document for whatever template.yaml and the handlers say right now."""
     prepare_environment()
+    from kumo.core.abuse_limits import ROUTES  # reads settings: after prepare_environment
+
     routes = api_routes()
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
@@ -388,7 +423,9 @@ def generate() -> dict[str, Any]:
             operation = copy.deepcopy(operation)
         if route.method in paths.get(route.path, {}):
             raise OpenApiError(f"{route.method.upper()} {route.path} is routed twice")
-        _finish_operation(operation, route, _summary(_source(route), route.method, route.path))
+        summary = _summary(_source(route), route.method, route.path)
+        limits = ROUTES.get(f"{route.method.upper()} {route.path}", ())
+        _finish_operation(operation, route, summary, limits)
         paths.setdefault(route.path, {})[route.method] = operation
 
     for function, document in sorted(documents.items()):
@@ -405,6 +442,8 @@ def generate() -> dict[str, Any]:
         merge_schemas(schemas, origins, document.get("components", {}).get("schemas", {}), function)
 
     add_links(paths, schemas)
+    _integral_bounds(paths)
+    _integral_bounds(schemas)
     tags = sorted(
         {tag for item in paths.values() for op in item.values() for tag in op.get("tags", [])}
     )

@@ -11,7 +11,8 @@ must be plain CloudFormation. The sources stay SAM and read as one application (
    gets a fixed name, `kumo-<stage>-<directory>`, and an environment of only the variables its
    code reads (`infra.access.variables_used`: at import, and in the code its handler can
    call); the root's `Globals` environment is the catalogue of values they are taken from.
-2. The SAM translator, the same one AWS and the engine run, turns it into CloudFormation.
+2. The SAM translator, the same one AWS and the engine run, turns it into CloudFormation; the
+   REST API's body then gets an `ANY` method per path that answers 405 (infra.unsupported_methods).
 3. Each resource it made goes to the stack that owns the SAM resource it came from.
 4. A reference that crosses stacks becomes a parameter of the child when it points into the
    root, and the resource's fixed name or ARN when it points into another context (no stack
@@ -37,6 +38,7 @@ from typing import Any
 import yaml
 
 from infra import template as sources
+from infra import unsupported_methods
 
 ROOT = sources.ROOT
 OUT = ROOT / ".aws-sam" / "kumo"
@@ -434,6 +436,9 @@ def compile_stacks(out: Path = OUT, *, local: bool = False) -> dict[str, dict[st
     `local`: for the local engine, with its timeouts (local_timeouts)."""
     source_root = copy.deepcopy(sources.root())
     translated = translate(application())
+    for resource in translated["Resources"].values():
+        if resource["Type"] == "AWS::ApiGateway::RestApi":
+            unsupported_methods.add_to_body(resource["Properties"]["Body"])
     if local:
         local_timeouts(translated["Resources"])
     placed = partition(translated)

@@ -47,6 +47,8 @@ WORKER_IDLE_SECONDS = 60
 WARM_ROUTES: dict[str, tuple[str, ...]] = {
     "login": ("functions/identity/login",),
     "authorizer": ("functions/identity/authorizer",),
+    # What a client asks for first once signed in.
+    "me": ("functions/identity/get_me",),
 }
 MINISTACK_PYTHON = LOCAL / "ministack" / "bin" / "python"
 # MiniStack with what Kumo adds to it (infra/local/engine.py, ADR 19 and 25).
@@ -427,6 +429,7 @@ def apply_engine_workarounds(
     stack: Stack, api_id: str, websocket_api_id: str, data_bucket: str
 ) -> None:
     """Set by API what MiniStack ignores in the template (docs/adr/0004-local-engine-gaps.md)."""
+    from infra import unsupported_methods
     from infra.template import template
 
     # 1. TimeToLiveSpecification of every table.
@@ -454,7 +457,9 @@ def apply_engine_workarounds(
             responseTemplates=response["ResponseTemplates"],
             **extra,
         )
-    # Gateway responses take effect with the next deployment, as on AWS.
+    # 2b. The 405 method of every path, which the engine drops from the body (ADR 23).
+    unsupported_methods.apply(gateway, api_id)
+    # Gateway responses and methods take effect with the next deployment, as on AWS.
     gateway.create_deployment(restApiId=api_id, stageName=STAGE)
     # 3. The WebSocket authorizer has no identity source, so a handshake carrying its token in
     # the query string still reaches it; the engine puts in the Authorization header instead.
@@ -564,8 +569,8 @@ class Warming:
     first requests after `up` come. Beside the seeding, the authorizer is called with a token it
     refuses and the sign-in with a body it refuses, which starts their workers; once the demo
     user is seeded, it signs in on that worker (its first password hash, signing key and
-    clients). A route that fails is reported, not raised: the stack is up, and its first
-    caller waits for the cold start instead."""
+    clients) and reads its profile. A route that fails is reported, not raised: the stack is
+    up, and its first caller waits for the cold start instead."""
 
     def __init__(self, urls: dict[str, str], routes: list[str]) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -603,14 +608,15 @@ class Warming:
 
     def signed_in(self, demo: dict[str, Any] | None) -> None:
         user = next((a for a in (demo or {}).get("accounts", []) if a["role"] == "user"), None)
-        if user is not None and self.login_worker is not None:
+        if user is None or not {"login", "me"} & set(self.routes):
+            return
+        if self.login_worker is not None:
             self.login_worker.result()  # on that worker, not a second one started beside it
-            self.call(
-                "login",
-                "POST",
-                "/auth/login",
-                {"email": user["email"], "password": user["password"]},
-            )
+        tokens = self.call(
+            "login", "POST", "/auth/login", {"email": user["email"], "password": user["password"]}
+        )
+        if "me" in self.routes and isinstance(tokens, dict) and "access_token" in tokens:
+            self.call("me", "GET", "/users/me", token=tokens["access_token"])
 
     def result(self) -> dict[str, Any]:
         self.pool.shutdown(wait=True)

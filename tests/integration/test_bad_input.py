@@ -239,10 +239,21 @@ def test_unknown_route_is_a_404_problem_from_the_gateway(api: Api) -> None:
     assert problem["gateway_error"] == "MISSING_AUTHENTICATION_TOKEN"
 
 
-def test_unsupported_method_on_an_existing_path_is_a_404_problem(api: Api) -> None:
-    # Neither API Gateway nor the local engine routes a method a path lacks to any function,
-    # so the answer is the gateway's MISSING_AUTHENTICATION_TOKEN (ADR 0023: no 405 yet).
-    problem = _problem(api.delete("/api/v1/auth/login"), 404, "not-found")
+def test_unsupported_method_on_an_existing_path_is_a_405_problem_with_allow(api: Api) -> None:
+    # A path's ANY method answers what its own methods do not (ADR 0023), before the authorizer
+    problem = _problem(api.delete("/api/v1/auth/login"), 405, "method-not-allowed")
+    assert "Allow" in problem["detail"]
+    answer = api.call("PUT", "/api/v1/orgs")
+    _problem(answer, 405, "method-not-allowed")
+    assert answer.headers["Allow"] == "GET, POST"
+    # A path with an id: no credentials and no such org, still the method is what is wrong
+    answer = api.call("POST", f"/api/v1/orgs/{uuid.uuid4()}/members")
+    _problem(answer, 405, "method-not-allowed")
+    assert answer.headers["Allow"] == "GET"
+
+
+def test_a_path_that_does_not_exist_is_a_404_problem(api: Api) -> None:
+    problem = _problem(api.get("/api/v1/no-such-thing"), 404, "not-found")
     assert problem["gateway_error"] == "MISSING_AUTHENTICATION_TOKEN"
 
 
@@ -316,9 +327,9 @@ def test_gap_a_crashed_function_gets_the_engines_502_not_default_5xx(crashing_ap
 
 
 def test_gap_any_method_in_an_openapi_body_is_not_imported(aws: Callable[[str], Any]) -> None:
-    # A 405 for every path would come from an ANY method per path (ADR 0023); SAM writes an
-    # `Method: any` event into the API's body as this extension, which the engine drops when
-    # CloudFormation creates the API, as it does Kumo's.
+    # A path's 405 comes from an ANY method (ADR 0023), written into the API's body as this
+    # extension, which the engine drops when CloudFormation creates the API; the launcher puts
+    # Kumo's in by API instead (infra/unsupported_methods.py).
     integration = {
         "type": "mock",
         "requestTemplates": {"application/json": '{"statusCode": 405}'},
@@ -354,8 +365,8 @@ def test_gap_any_method_in_an_openapi_body_is_not_imported(aws: Callable[[str], 
         methods = {m for r in resources for m in (r.get("resourceMethods") or {})}
         assert "GET" in methods
         assert "ANY" not in methods, (
-            "MiniStack now imports ANY methods: a 405 for unsupported methods can be had "
-            "with an ANY route per path (docs/adr/0023)"
+            "MiniStack now imports ANY methods: the launcher need not put Kumo's 405 methods "
+            "in by API (infra/unsupported_methods.apply, docs/adr/0023)"
         )
     finally:
         cloudformation.delete_stack(StackName=name)

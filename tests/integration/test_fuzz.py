@@ -35,9 +35,6 @@ STILL_OPEN = {
     # Schema-valid requests refused for what the spec does not say: e-mail formats, cursors
     # and one-time tokens that must be genuine, cross-field rules (32 operations in the last run).
     "positive_data_acceptance",
-    # A method a path lacks answers 404, not 405: the gateway never reaches a function, and a
-    # 405 needs ANY methods that the local engine drops (ADR 23).
-    "unsupported_method",
 }
 # Paths the fuzzer must not drive as the signed-in user, and why.
 # The fuzzer speaks from a source of its own (the local engine takes it from X-Forwarded-For,

@@ -97,8 +97,10 @@ def _saved(state_dir: Path, service: str, text: str) -> None:
 
 
 def test_the_first_login_after_up_succeeds(private: PrivateStack) -> None:
-    # Given a stack just brought up (its login function warmed by `up`)
-    assert private.endpoints["warmed"]["routes"]["login"] == 200
+    # Given a stack just brought up (its login and profile functions warmed by `up`)
+    warmed = private.endpoints["warmed"]["routes"]
+    assert warmed["login"] == 200
+    assert warmed["me"] == 200
     user = private.endpoints["demo"]["accounts"][1]
 
     # When the demo user signs in at once

@@ -100,3 +100,20 @@ def test_each_create_links_to_the_operations_on_what_it_created(fresh: str) -> N
     # And no link claims to fill a route that needs a second id
     member_routes = [name for name in links("/api/v1/orgs") if "members__user_id" in name]
     assert member_routes == []
+
+
+def test_every_rate_limited_route_declares_its_429(fresh: str) -> None:
+    from kumo.core import abuse_limits
+    from kumo.core.rate_limit import Limit
+
+    # Given every limit Kumo spends, and the routes said to spend them
+    declared = {value for value in vars(abuse_limits).values() if isinstance(value, Limit)}
+    routed = {limit for limits in abuse_limits.ROUTES.values() for limit in limits}
+    # Then no limit is spent without a route that answers its 429
+    assert declared == routed
+    # And each of those routes exists and documents the 429 with Retry-After
+    paths = json.loads(fresh)["paths"]
+    for route in abuse_limits.ROUTES:
+        method, path = route.split(" ")
+        responses = paths[path][method.lower()]["responses"]
+        assert "Retry-After" in responses["429"]["headers"], route

@@ -1,22 +1,8 @@
 """Every abuse limit Kumo applies, in one place (docs/adr/0024). The mechanism is
 `kumo.core.rate_limit`; each context spends these in its own table.
 
-| limit                  | route                                   | per                     |
-| ---------------------- | --------------------------------------- | ----------------------- |
-| FORGOT_PER_ADDRESS     | POST /auth/password/forgot              | address (known or not)  |
-| FORGOT_PER_SOURCE      | POST /auth/password/forgot              | source IP               |
-| RESEND_PER_ADDRESS     | POST /auth/verify-email/resend          | address (known or not)  |
-| RESEND_PER_SOURCE      | POST /auth/verify-email/resend          | source IP               |
-| REGISTER_PER_SOURCE    | POST /auth/register                     | source IP               |
-| LOGIN_PER_SOURCE       | POST /auth/login (failed checks)        | source IP               |
-| LOGIN_PER_ACCOUNT_SOURCE | POST /auth/login (failed checks)      | address and source IP   |
-| LOGIN_PER_ACCOUNT      | POST /auth/login (failed checks)        | address, every source   |
-| INVITE_PER_ADDRESS     | POST /orgs/{id}/invitations             | invited address         |
-| INVITE_PER_INVITER     | POST /orgs/{id}/invitations             | inviting user           |
-| RUN_NOW_PER_USER       | POST /scheduled-tasks/{id}/run          | user                    |
-| EXPORT_PER_USER        | POST /devices/{id}/exports              | user                    |
-| COMMAND_PER_USER       | POST /devices/{id}/commands             | user                    |
-| DEVICE_REGISTER_PER_USER | POST /devices                         | user                    |
+`ROUTES` says which routes spend which limits; the OpenAPI document declares their 429
+from it (infra/openapi.py).
 
 Mail limits count requests whether or not the address has an account, so a 429 tells
 nothing about accounts. Sign-in limits count password checks: a unit is spent before the
@@ -56,3 +42,17 @@ RUN_NOW_PER_USER = Limit("run-now.user", 20, HOUR, "manual task runs per user")
 EXPORT_PER_USER = Limit("export.user", 30, HOUR, "exports per user")
 COMMAND_PER_USER = Limit("command.user", 120, MINUTE, "device commands per user")
 DEVICE_REGISTER_PER_USER = Limit("device-register.user", 30, HOUR, "device registrations per user")
+
+# Which routes spend which limits: each of these answers 429 with Retry-After when one is spent.
+ROUTES: dict[str, tuple[Limit, ...]] = {
+    "POST /api/v1/auth/password/forgot": (FORGOT_PER_ADDRESS, FORGOT_PER_SOURCE),
+    "POST /api/v1/auth/verify-email/resend": (RESEND_PER_ADDRESS, RESEND_PER_SOURCE),
+    "POST /api/v1/auth/register": (REGISTER_PER_SOURCE,),
+    # Failed password checks only.
+    "POST /api/v1/auth/login": (LOGIN_PER_SOURCE, LOGIN_PER_ACCOUNT_SOURCE, LOGIN_PER_ACCOUNT),
+    "POST /api/v1/orgs/{org_id}/invitations": (INVITE_PER_ADDRESS, INVITE_PER_INVITER),
+    "POST /api/v1/scheduled-tasks/{task_id}/run": (RUN_NOW_PER_USER,),
+    "POST /api/v1/devices/{device_id}/exports": (EXPORT_PER_USER,),
+    "POST /api/v1/devices/{device_id}/commands": (COMMAND_PER_USER,),
+    "POST /api/v1/devices": (DEVICE_REGISTER_PER_USER,),
+}

@@ -5,21 +5,60 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, WithJsonSchema
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+# What the OpenAPI document says an address is, and exactly what is accepted: spaces around
+# it are allowed (and dropped), at most 254 characters in all.
+EMAIL_PATTERN = r"^\s*([^@\s]{1,64}@[^@\s]+\.[^@\s]{2,})\s*$"
+EMAIL_MAX_LENGTH = 254
+_EMAIL = re.compile(EMAIL_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 def _normalise_email(value: str) -> str:
     # Addresses are compared lower-cased: two accounts must not differ only by case.
-    value = value.strip().lower()
-    if len(value) > 254 or not _EMAIL.match(value):
+    match = _EMAIL.fullmatch(value) if len(value) <= EMAIL_MAX_LENGTH else None
+    if match is None:
         raise ValueError("must be a valid e-mail address")
-    return value
+    return match.group(1).lower()
 
 
-Email = Annotated[str, AfterValidator(_normalise_email)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+Email = Annotated[
+    str,
+    AfterValidator(_normalise_email),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": EMAIL_PATTERN,
+            "maxLength": EMAIL_MAX_LENGTH,
+            "description": "An e-mail address, compared lower-cased.",
+        }
+    ),
+]
+DISPLAY_NAME_MAX_LENGTH = 80
+
+
+def _display_name(value: str) -> str:
+    # Judged as sent, then stored without the spaces around it: what the document says.
+    if len(value) > DISPLAY_NAME_MAX_LENGTH:
+        raise ValueError(f"must be at most {DISPLAY_NAME_MAX_LENGTH} characters")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+DisplayName = Annotated[
+    str,
+    AfterValidator(_display_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": DISPLAY_NAME_MAX_LENGTH,
+            # Something besides spaces; the spaces around it are dropped.
+            "pattern": "\\S",
+        }
+    ),
+]
 Token = Annotated[str, StringConstraints(min_length=16, max_length=512)]
 
 
