@@ -130,11 +130,10 @@ def test_update_org_of_another_org_answers_404(call_api):
         {"telemetry_retention_days": "30"},
         {"telemetry_retention_days": 7.5},
         {"telemetry_retention_days": True},
-        {},
         {"plan": "gold"},
         {"name": ""},
     ],
-    ids=["zero", "over-a-year", "string", "fraction", "boolean", "empty", "unknown", "no-name"],
+    ids=["zero", "over-a-year", "string", "fraction", "boolean", "unknown", "no-name"],
 )
 def test_update_org_rejects_bad_body_with_422_and_changes_nothing(call_api, body):
     # Given an org
@@ -147,6 +146,21 @@ def test_update_org_rejects_bad_body_with_422_and_changes_nothing(call_api, body
     # Then it is a validation problem naming the field, and the org is unchanged
     assert response["statusCode"] == 422, response
     assert response["json"]["type"] == PROBLEM + "validation-error"
+    org = OrgModel.get(org_key(org_id), META)
+    assert (org.name, org.telemetry_retention_days) == ("Acme", None)
+
+
+def test_update_org_with_nothing_to_change_answers_the_org_as_it_is(call_api):
+    # Given an org
+    owner = new_principal()
+    org_id = new_org(owner)
+
+    # When its owner sends a PATCH that changes no field
+    response = patch_org(call_api, org_id, owner, {})
+
+    # Then the org is answered, unchanged
+    assert response["statusCode"] == 200, response
+    assert response["json"]["name"] == "Acme"
     org = OrgModel.get(org_key(org_id), META)
     assert (org.name, org.telemetry_retention_days) == ("Acme", None)
 

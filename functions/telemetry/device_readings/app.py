@@ -7,7 +7,7 @@ from kumo.core.api import current_principal, http_handler, make_resolver
 from kumo.core.list_params import Cursor, Limit
 from kumo.core.pagination import Page
 from kumo.telemetry import query
-from kumo.telemetry.schemas import PointOut, Resolution
+from kumo.telemetry.schemas import METRIC_PATTERN, MOMENT_PATTERN, PointOut, Resolution
 
 app = make_resolver()
 
@@ -15,9 +15,9 @@ app = make_resolver()
 @app.get("/api/v1/devices/<device_id>/readings", tags=["devices"])
 def device_readings(
     device_id: str,
-    metric: Annotated[str, Query(min_length=1, max_length=64)],
-    start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
-    end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    metric: Annotated[str, Query(pattern=METRIC_PATTERN)],
+    start: Annotated[str | None, Query(alias="from", max_length=40, pattern=MOMENT_PATTERN)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40, pattern=MOMENT_PATTERN)] = None,
     resolution: Resolution = "raw",
     limit: Limit = None,
     cursor: Cursor = None,

@@ -7,7 +7,7 @@ from kumo.core.api import current_principal, http_handler, make_resolver
 from kumo.core.list_params import Cursor, Limit
 from kumo.core.pagination import Page
 from kumo.telemetry import archive
-from kumo.telemetry.schemas import ArchiveOut
+from kumo.telemetry.schemas import DAY_PATTERN, ArchiveOut
 
 app = make_resolver()
 
@@ -15,8 +15,8 @@ app = make_resolver()
 @app.get("/api/v1/devices/<device_id>/archives", tags=["devices"])
 def list_device_archives(
     device_id: str,
-    start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
-    end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+    start: Annotated[str | None, Query(alias="from", pattern=DAY_PATTERN)] = None,
+    end: Annotated[str | None, Query(alias="to", pattern=DAY_PATTERN)] = None,
     limit: Limit = None,
     cursor: Cursor = None,
 ) -> Page[ArchiveOut]:

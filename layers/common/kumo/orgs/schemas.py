@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from kumo.core import clock
 from kumo.core.schemas import DisplayName, Email, StrictModel, Token
@@ -32,12 +32,6 @@ class UpdateOrgRequest(StrictModel):
     name: DisplayName | None = None
     # Applies to readings stored from then on; stored readings keep the expiry they got.
     telemetry_retention_days: RetentionDays | None = None
-
-    @model_validator(mode="after")
-    def _something_to_change(self) -> UpdateOrgRequest:
-        if self.name is None and self.telemetry_retention_days is None:
-            raise ValueError("give name or telemetry_retention_days")
-        return self
 
 
 class InviteRequest(StrictModel):

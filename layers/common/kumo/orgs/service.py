@@ -346,6 +346,8 @@ def update_org(
         actions.append(OrgModel.name.set(name))
     if telemetry_retention_days is not None:
         actions.append(OrgModel.telemetry_retention_days.set(telemetry_retention_days))
+    if not actions:  # nothing to change, as with every PATCH: the org as it is
+        return org, membership
     # Conditional on existence: an update of a deleted org must not recreate a bare item.
     try:
         org.update(actions=actions, condition=OrgModel.pk.exists())

@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,9 @@ from kumo.core.ids import is_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.devices import service as devices
 from kumo.telemetry.models import RAW_PREFIX, iso_ms
-from kumo.telemetry.schemas import ArchiveOut
+from kumo.telemetry.schemas import DAY_PATTERN, ArchiveOut
+
+_DAY: Final = re.compile(DAY_PATTERN)
 
 logger = Logger(child=True)
 
@@ -214,7 +217,7 @@ def _day(value: str | None, name: str) -> str | None:
     if value is None:
         return None
     try:
-        if len(value) != 10:
+        if not _DAY.fullmatch(value):  # date.fromisoformat also reads 20260101 and 2026-W01-1
             raise ValueError(value)
         return date.fromisoformat(value).isoformat()
     except ValueError as error:

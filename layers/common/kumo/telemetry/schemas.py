@@ -3,11 +3,12 @@ exports, and what the device-facing POST /api/v1/device/readings answers."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from kumo.core.schemas import StrictModel
+from kumo.telemetry.contract import METRIC_NAME
 
 Resolution = Literal["raw", "1m", "1h", "1d"]
 
@@ -43,10 +44,18 @@ class ArchiveOut(BaseModel):
 
 # --- exports --------------------------------------------------------------------------------
 
-MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+METRIC_PATTERN: Final = f"^{METRIC_NAME.pattern}$"
+# A moment as the readings, exports and archives routes take it: epoch milliseconds, or an
+# ISO 8601 date and time with a time zone; the calendar is checked when it is read.
+MOMENT_PATTERN: Final = (
+    r"^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}"
+    r"(:[0-9]{2}(\.[0-9]{1,6})?)?([Zz]|[+-][0-9]{2}:?[0-9]{2}))$"
+)
+DAY_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+MetricName = Annotated[str, StringConstraints(pattern=METRIC_PATTERN)]
 ExportStatus = Literal["queued", "running", "ready", "failed"]
-# Epoch milliseconds, or ISO 8601 with a time zone (as the readings route takes them).
-Moment = Annotated[int, Field(ge=0, strict=True)] | Annotated[str, StringConstraints(max_length=40)]
+MomentText = Annotated[str, StringConstraints(max_length=40, pattern=MOMENT_PATTERN)]
+Moment = Annotated[int, Field(ge=0, strict=True)] | MomentText
 MAX_EXPORT_METRICS = 32
 
 
