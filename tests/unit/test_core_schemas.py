@@ -95,3 +95,16 @@ def test_a_whole_number_written_with_a_fraction_is_an_integer() -> None:
 def test_other_numbers_are_not_integers(sent: str) -> None:
     with pytest.raises(ValidationError):
         _Body.model_validate_json(sent)
+
+
+class _Patch(StrictModel):
+    not_null = frozenset({"name"})
+
+    name: str | None = None
+    note: str | None = None
+
+
+def test_a_not_null_field_has_no_null_in_the_document() -> None:
+    properties = _Patch.model_json_schema()["properties"]
+    assert properties["name"] == {"title": "Name", "type": "string"}
+    assert {"type": "null"} in properties["note"]["anyOf"]

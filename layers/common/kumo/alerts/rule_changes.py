@@ -38,9 +38,8 @@ logger = Logger(child=True)
 def update_rule(*, user_id: str, rule_id: str, request: UpdateAlertRuleRequest) -> AlertRuleModel:
     rule = get_rule_for(user_id, rule_id, "admin")
     sent = request.model_fields_set
-    for field in sent - {"device_id", "channels"}:
-        value = getattr(request, field)
-        if value is None:
+    for field in sent & request.not_null:
+        if getattr(request, field) is None:
             raise invalid(field, f"{field} cannot be null.")
     if "device_id" in sent and request.device_id is not None:
         check_device(user_id, rule.org_id, request.device_id)

@@ -27,7 +27,14 @@ def _storable(value: float) -> float:
 
 Threshold = Annotated[
     float,
-    Field(strict=True, allow_inf_nan=False, ge=-1e15, le=1e15),
+    Field(
+        strict=True,
+        allow_inf_nan=False,
+        ge=-1e15,
+        le=1e15,
+        # What _storable checks, in the document's words.
+        json_schema_extra={"anyOf": numbers.STORABLE_SCHEMA},
+    ),
     AfterValidator(_storable),
 ]
 DurationSeconds = Annotated[
@@ -72,6 +79,10 @@ class UpdateAlertRuleRequest(StrictModel):
     `channels: null` (or a channels object) replaces every channel.
     Changing the condition (metric, comparison, threshold, duration, device) or disabling the
     rule resolves its open alerts: they were judged by the old condition."""
+
+    not_null = frozenset(
+        {"name", "metric", "comparison", "threshold", "duration_seconds", "severity", "enabled"}
+    )
 
     name: DisplayName | None = None
     metric: MetricName | None = None

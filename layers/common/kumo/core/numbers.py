@@ -5,9 +5,15 @@ every limit Kumo sets (1e15)."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 MIN_MAGNITUDE: Final = 1e-130
+# `storable` as JSON Schema, for the OpenAPI document.
+STORABLE_SCHEMA: Final[list[dict[str, Any]]] = [
+    {"const": 0},
+    {"minimum": MIN_MAGNITUDE},
+    {"maximum": -MIN_MAGNITUDE},
+]
 
 
 def storable(value: float) -> bool:

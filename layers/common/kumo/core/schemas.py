@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Annotated, Any, get_args, get_origin
+from typing import Annotated, Any, ClassVar, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    GetJsonSchemaHandler,
     StringConstraints,
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 # White space as the OpenAPI document's regular expressions (ECMA-262) mean `\s`. Python's
 # `\s` and str.strip() differ from it (\x1c-\x1f, \x85, \ufeff), so the validators below
@@ -91,6 +94,26 @@ class StrictModel(BaseModel):
     and a whole number written with a fraction (`5.0`) a valid integer, as JSON Schema has it."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    # Fields that may be left out but whose null means nothing (a PATCH of a required value):
+    # the document gives them no null, and the service refuses one with the field's name.
+    not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = super().__get_pydantic_json_schema__(core_schema, handler)
+        properties = handler.resolve_ref_schema(json_schema).get("properties", {})
+        for name in cls.not_null:
+            field = properties[name]
+            if field.get("default", ...) is None:
+                del field["default"]
+            branches = [b for b in field.pop("anyOf", []) if b != {"type": "null"}]
+            if len(branches) == 1:
+                field |= branches[0]
+            elif branches:
+                field["anyOf"] = branches
+        return json_schema
 
     @model_validator(mode="before")
     @classmethod
