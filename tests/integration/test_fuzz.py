@@ -63,6 +63,11 @@ SEMANTIC: dict[str, tuple[str, list[str]]] = {
             "POST /api/v1/devices/{device_id}/exports",
         ],
     ),
+    "references": (
+        # An id in a body must name something of the caller's org (here: an alert rule's device).
+        "422",
+        ["POST /api/v1/alert-rules", "PATCH /api/v1/alert-rules/{rule_id}"],
+    ),
     "schedules and targets": (
         # Cron and rate expressions, IANA time zones, public http(s) webhook targets, known
         # mail templates (ADR 10).
