@@ -40,11 +40,13 @@ def file_pins(path: Path) -> dict[str, str]:
 
 
 def pyproject_pins() -> tuple[dict[str, str], dict[str, str]]:
-    """The runtime pins and the dev pins."""
+    """The shared layer's runtime pins, and every other group's (dev, the media layer's)."""
     project = tomllib.loads(PYPROJECT.read_text())["project"]
     runtime = parse_pins(project["dependencies"], "pyproject.toml dependencies")
-    dev = parse_pins(project["optional-dependencies"]["dev"], "pyproject.toml dev")
-    return runtime, dev
+    others: dict[str, str] = {}
+    for group, pins in project["optional-dependencies"].items():
+        others |= parse_pins(pins, f"pyproject.toml {group}")
+    return runtime, others
 
 
 def disagreements(
