@@ -52,7 +52,7 @@ def clean(data: bytes, kind: Kind) -> Picture:
             opened.load()  # every byte decoded: a truncated file fails here
             upright = ImageOps.exif_transpose(opened)
             encoded = _encode(upright, kind, opened.info.get("icc_profile"))
-            thumbnails = {size: _thumbnail(upright, size) for size in THUMBNAIL_SIZES}
+            thumbnails = {size: thumbnail(upright, size) for size in THUMBNAIL_SIZES}
             width, height = upright.size
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
         # Pillow says "cannot identify", "truncated" or "broken data stream" in its own words.
@@ -73,7 +73,8 @@ def _encode(image: Image.Image, kind: Kind, icc_profile: bytes | None) -> bytes:
     return out.getvalue()
 
 
-def _thumbnail(image: Image.Image, size: int) -> bytes:
+def thumbnail(image: Image.Image, size: int) -> bytes:
+    """A WebP of `image` no larger than `size` on its longest side, without metadata."""
     small = image.copy()
     small.info = {}
     small.thumbnail((size, size))
