@@ -252,11 +252,6 @@ def test_unsupported_method_on_an_existing_path_is_a_405_problem_with_allow(api:
     assert answer.headers["Allow"] == "GET"
 
 
-def test_a_path_that_does_not_exist_is_a_404_problem(api: Api) -> None:
-    problem = _problem(api.get("/api/v1/no-such-thing"), 404, "not-found")
-    assert problem["gateway_error"] == "MISSING_AUTHENTICATION_TOKEN"
-
-
 def test_missing_credentials_are_a_401_problem_from_the_gateway(api: Api) -> None:
     problem = _problem(api.get("/api/v1/users/me"), 401, "unauthorized")
     assert problem["gateway_error"] == "UNAUTHORIZED"
