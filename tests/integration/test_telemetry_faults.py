@@ -155,6 +155,12 @@ def rule_message(fleet: dict[str, Any], device_id: str, body: dict[str, Any]) ->
     return json.dumps({**body, **envelope, "received_at": int(time.time() * 1000)})
 
 
+def queue_all(sqs: Any, url: str, entries: list[dict[str, str]]) -> None:
+    for start in range(0, len(entries), 10):
+        sent = sqs.send_message_batch(QueueUrl=url, Entries=entries[start : start + 10])
+        assert not sent.get("Failed"), sent
+
+
 def wait_for_drained_queue(aws: Callable[[str], Any], endpoints: dict[str, Any]) -> None:
     """Until the telemetry queue holds nothing, visible or in flight: every delivery,
     redeliveries included, has been handled, so the counts read after it are final."""
@@ -248,9 +254,7 @@ def test_sqs_delivering_a_message_twice_stores_it_once(
         entries += [{"Id": f"w{first}b", "MessageBody": body}]
 
     # When they are sent and handled
-    for start in range(0, len(entries), 10):
-        sent = sqs.send_message_batch(QueueUrl=url, Entries=entries[start : start + 10])
-        assert not sent.get("Failed"), sent
+    queue_all(sqs, url, entries)
     wait_for_count(api, token, device["id"], base_ms)
     wait_for_drained_queue(aws, endpoints)
 
@@ -269,6 +273,18 @@ def timed_out_invocations(aws: Callable[[str], Any], function: str, since_ms: in
     except logs.exceptions.ResourceNotFoundException:
         return 0
     return sum("Task timed out" in event["message"] for event in found["events"])
+
+
+def timed_out_within(
+    aws: Callable[[str], Any], function: str, since_ms: int, seconds: float
+) -> bool:
+    """Whether an invocation since then times out within `seconds` from now."""
+    deadline = time.monotonic() + seconds
+    while not timed_out_invocations(aws, function, since_ms):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def test_ingestion_timing_out_mid_batch_loses_and_duplicates_nothing(
@@ -304,17 +320,9 @@ def test_ingestion_timing_out_mid_batch_loses_and_duplicates_nothing(
         # batch outlasts 1 s depends on the machine: on a quick one the windows are queued again
         # (the same readings: more resends), until one does, at most TIMEOUT_ROUNDS times.
         for _round in range(TIMEOUT_ROUNDS):
-            for start in range(0, len(entries), 10):
-                sent = sqs.send_message_batch(QueueUrl=url, Entries=entries[start : start + 10])
-                assert not sent.get("Failed"), sent
-            deadline = time.monotonic() + TIMEOUT_ROUND_SECONDS
-            while time.monotonic() < deadline:
-                if timed_out_invocations(aws, function, started_ms):
-                    break
-                time.sleep(0.5)
-            else:
-                continue
-            break
+            queue_all(sqs, url, entries)
+            if timed_out_within(aws, function, started_ms, TIMEOUT_ROUND_SECONDS):
+                break
         else:
             raise AssertionError(f"no invocation timed out in {TIMEOUT_ROUNDS} rounds of resends")
     finally:

@@ -58,6 +58,14 @@ from tests.support.template import ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def compiled_stacks() -> dict[str, dict[str, Any]]:
+    """The templates infra/stacks.py deploys, compiled once per test process (read only)."""
+    from infra import stacks
+
+    return stacks.compile_stacks()
+
+
+@pytest.fixture(scope="session")
 def moto_account() -> Iterator[MotoAccount]:
     """Built on first use, once per test process."""
     account = MotoAccount(STAGE, event_bus=f"kumo-{STAGE}", sender="no-reply@kumo.test")

@@ -17,8 +17,8 @@ SUB_TOKEN = re.compile(r"\$\{([^!}][^}]*)\}")
 
 
 @pytest.fixture(scope="module")
-def compiled() -> dict[str, dict[str, Any]]:
-    return stacks.compile_stacks()
+def compiled(compiled_stacks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return compiled_stacks
 
 
 def _names_used(node: Any) -> Iterator[str]:

@@ -9,15 +9,14 @@ from typing import Any
 
 import pytest
 
-from infra import stacks, unsupported_methods
+from infra import unsupported_methods
 
 
 @pytest.fixture(scope="module")
-def api_body() -> dict[str, Any]:
-    compiled = stacks.compile_stacks()
+def api_body(compiled_stacks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     (api,) = (
         resource
-        for resource in compiled["template.yaml"]["Resources"].values()
+        for resource in compiled_stacks["template.yaml"]["Resources"].values()
         if resource["Type"] == "AWS::ApiGateway::RestApi"
     )
     body: dict[str, Any] = api["Properties"]["Body"]
