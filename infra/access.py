@@ -48,6 +48,10 @@ RESOURCE_OF_VARIABLE: dict[str, str] = {
     "TELEMETRY_TABLE": "TelemetryTable",
     "ALERTS_TABLE": "AlertsTable",
     "CONNECTIONS_TABLE": "ConnectionsTable",
+    "MEDIA_TABLE": "MediaTable",
+    "MEDIA_BUCKET": "MediaBucket",
+    "MEDIA_UPLOADS_QUEUE_URL": "MediaUploadsQueue",
+    "MEDIA_UPLOADS_DLQ_URL": "MediaUploadsDeadLetterQueue",
     "DATA_BUCKET": "DataBucket",
     "EVENT_BUS_NAME": "KumoEventBus",
     "MAIL_QUEUE_URL": "MailQueue",
@@ -101,6 +105,7 @@ WRITES: frozenset[str] = frozenset(
         "delete_connection",
         # S3
         "put_object",
+        "copy_object",
         "upload_fileobj",
         "delete_object",
         "delete_objects",

@@ -410,7 +410,10 @@ def deploy(stack: Stack, *, force: bool = False) -> tuple[dict[str, str], list[s
     if outputs is None:
         raise SystemExit("the stack did not reach a *_COMPLETE state")
     apply_engine_workarounds(
-        stack, outputs["ApiId"], outputs["WebSocketApiId"], outputs["DataBucket"]
+        stack,
+        outputs["ApiId"],
+        outputs["WebSocketApiId"],
+        {"DataBucket": outputs["DataBucket"], "MediaBucket": outputs["MediaBucket"]},
     )
     # CloudFormation skips a function whose package it already has, even if the fast path
     # put other code there since: push what the fast path touched once more.
@@ -426,7 +429,7 @@ def deploy(stack: Stack, *, force: bool = False) -> tuple[dict[str, str], list[s
 
 
 def apply_engine_workarounds(
-    stack: Stack, api_id: str, websocket_api_id: str, data_bucket: str
+    stack: Stack, api_id: str, websocket_api_id: str, buckets: dict[str, str]
 ) -> None:
     """Set by API what MiniStack ignores in the template (docs/adr/0004-local-engine-gaps.md)."""
     from infra import unsupported_methods
@@ -434,7 +437,9 @@ def apply_engine_workarounds(
 
     # 1. TimeToLiveSpecification of every table.
     dynamodb = _client(stack, "dynamodb")
-    for name in ("identity", "orgs", "tasks", "devices", "telemetry", "alerts", "connections"):
+    for name in (
+        "identity", "orgs", "tasks", "devices", "telemetry", "alerts", "connections", "media",
+    ):  # fmt: skip
         table = f"kumo-{STAGE}-{name}"
         described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         if described.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
@@ -469,21 +474,23 @@ def apply_engine_workarounds(
             websocket.update_authorizer(
                 ApiId=websocket_api_id, AuthorizerId=authorizer["AuthorizerId"], IdentitySource=[]
             )
-    # 4. The data bucket's LifecycleConfiguration (exports expire after a week).
-    bucket = template()["Resources"]["DataBucket"]["Properties"]
-    rules = [
-        {
-            "ID": rule["Id"],
-            "Status": rule["Status"],
-            "Filter": {"Prefix": rule.get("Prefix", "")},
-            "Expiration": {"Days": rule["ExpirationInDays"]},
-            "AbortIncompleteMultipartUpload": rule["AbortIncompleteMultipartUpload"],
-        }
-        for rule in bucket["LifecycleConfiguration"]["Rules"]
-    ]
-    _client(stack, "s3").put_bucket_lifecycle_configuration(
-        Bucket=data_bucket, LifecycleConfiguration={"Rules": rules}
-    )
+    # 4. Each bucket's LifecycleConfiguration (exports expire after a week, quarantined
+    # uploads after a day): stored, though the engine never applies it.
+    for logical_id, name in buckets.items():
+        bucket = template()["Resources"][logical_id]["Properties"]
+        rules = [
+            {
+                "ID": rule["Id"],
+                "Status": rule["Status"],
+                "Filter": {"Prefix": rule.get("Prefix", "")},
+                "Expiration": {"Days": rule["ExpirationInDays"]},
+                "AbortIncompleteMultipartUpload": rule["AbortIncompleteMultipartUpload"],
+            }
+            for rule in bucket["LifecycleConfiguration"]["Rules"]
+        ]
+        _client(stack, "s3").put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration={"Rules": rules}
+        )
 
 
 def _client(stack: Stack, service: str) -> Any:

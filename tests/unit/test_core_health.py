@@ -48,7 +48,7 @@ def test_health_answers_ok_when_every_dependency_answers(call_api: Any) -> None:
 
     assert answer["statusCode"] == 200
     checks = answer["json"]["checks"]
-    assert len(checks) == 22
+    assert len(checks) == len(resources("AWS::DynamoDB::Table")) + len(_template_queues())
     assert {check["status"] for check in checks.values()} == {"ok"}
 
 

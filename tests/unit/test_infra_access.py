@@ -40,10 +40,15 @@ _DEVICE_AND_ALERT_ROUTES = {
     )),
 }  # fmt: skip
 _INGESTION = {"telemetry/ingest_telemetry", "telemetry/device_post_readings"}
+_MEDIA_ROUTES = {
+    f"media/{name}"
+    for name in ("delete_media", "get_media", "list_media", "media_usage", "request_upload")
+}
 DELIBERATE: dict[tuple[str, str], set[str]] = {
     # Membership and role checks: kumo.orgs.service.require_org_role, and the org's owners and
     # admins for alert e-mails; the health check reads every table it reports on.
     ("OrgsTable", "read"): _DEVICE_AND_ALERT_ROUTES
+    | _MEDIA_ROUTES
     | _INGESTION
     | {"realtime/ws_subscribe", "realtime/ws_unsubscribe", "core/health"},
     # A device named by an alert rule or a subscription must be one the caller may see; the
@@ -87,6 +92,7 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
     ("TelemetryTable", "read"): {"core/health"},
     ("AlertsTable", "read"): {"core/health"},
     ("ConnectionsTable", "read"): {"core/health"},
+    ("MediaTable", "read"): {"core/health"},
 }
 
 

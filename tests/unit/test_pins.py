@@ -15,6 +15,7 @@ from tests.support.template import ROOT
 PYPROJECT = ROOT / "pyproject.toml"
 LOCK = ROOT / "requirements.lock"
 LAYER = ROOT / "layers" / "common" / "requirements.txt"
+MEDIA_LAYER = ROOT / "layers" / "media" / "requirements.txt"
 PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
 
 
@@ -87,6 +88,15 @@ def test_pins_of_the_layer_are_the_locked_versions() -> None:
     problems = disagreements(
         file_pins(LAYER), "layers/common/requirements.txt", file_pins(LOCK), "requirements.lock"
     )
+    assert problems == [], "\n".join(problems)
+
+
+def test_pins_of_the_media_layer_are_the_locked_versions() -> None:
+    media = file_pins(MEDIA_LAYER)
+    problems = disagreements(
+        media, "layers/media/requirements.txt", file_pins(LOCK), "requirements.lock"
+    )
+    assert media, "the media layer pins Pillow"
     assert problems == [], "\n".join(problems)
 
 

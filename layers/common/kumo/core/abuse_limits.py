@@ -42,6 +42,7 @@ RUN_NOW_PER_USER = Limit("run-now.user", 20, HOUR, "manual task runs per user")
 EXPORT_PER_USER = Limit("export.user", 30, HOUR, "exports per user")
 COMMAND_PER_USER = Limit("command.user", 120, MINUTE, "device commands per user")
 DEVICE_REGISTER_PER_USER = Limit("device-register.user", 30, HOUR, "device registrations per user")
+UPLOAD_PER_USER = Limit("upload.user", 300, HOUR, "upload forms per user")
 
 # Which routes spend which limits: each of these answers 429 with Retry-After when one is spent.
 ROUTES: dict[str, tuple[Limit, ...]] = {
@@ -55,4 +56,5 @@ ROUTES: dict[str, tuple[Limit, ...]] = {
     "POST /api/v1/devices/{device_id}/exports": (EXPORT_PER_USER,),
     "POST /api/v1/devices/{device_id}/commands": (COMMAND_PER_USER,),
     "POST /api/v1/devices": (DEVICE_REGISTER_PER_USER,),
+    "POST /api/v1/media/uploads": (UPLOAD_PER_USER,),
 }

@@ -75,6 +75,14 @@ class Settings:
     telemetry_table = Env("TELEMETRY_TABLE")
     alerts_table = Env("ALERTS_TABLE")
     connections_table = Env("CONNECTIONS_TABLE")
+    media_table = Env("MEDIA_TABLE")
+    # Uploads (quarantine/) and the files Kumo judged fit to serve (media/): ADR 28.
+    media_bucket = Env("MEDIA_BUCKET")
+    # Only the validator's source mapping and the health check name these (kumo.core.health).
+    media_uploads_queue_url = Env("MEDIA_UPLOADS_QUEUE_URL")
+    media_uploads_dead_letter_url = Env("MEDIA_UPLOADS_DLQ_URL")
+    # Stored bytes per org, until plans set it (the billing context).
+    media_bytes_per_org = Env("MEDIA_BYTES_PER_ORG", str(1024**3), parse=int)
     # Telemetry archives (archive/) and CSV exports (exports/).
     data_bucket = Env("DATA_BUCKET")
     # Where functions post to WebSocket connections: https://<api>.execute-api.<region>.

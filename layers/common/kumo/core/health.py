@@ -31,6 +31,7 @@ def _targets(settings: Settings) -> dict[str, str]:
         "telemetry_table": settings.telemetry_table,
         "alerts_table": settings.alerts_table,
         "connections_table": settings.connections_table,
+        "media_table": settings.media_table,
         "mail_queue": settings.mail_queue_url,
         "mail_dead_letters": settings.mail_dead_letter_url,
         "webhook_queue": settings.webhook_queue_url,
@@ -46,6 +47,8 @@ def _targets(settings: Settings) -> dict[str, str]:
         "config_shadow_dead_letters": settings.config_shadow_dead_letter_url,
         "config_reports_queue": settings.config_reports_queue_url,
         "config_reports_dead_letters": settings.config_reports_dead_letter_url,
+        "media_uploads_queue": settings.media_uploads_queue_url,
+        "media_uploads_dead_letters": settings.media_uploads_dead_letter_url,
     }
 
 
