@@ -479,8 +479,10 @@ def compile_stacks(out: Path = OUT, *, local: bool = False) -> dict[str, dict[st
             resources[name] = linker.resource(resource)
             _code(resources[name], out)
     resources.update(linker.link(alarms(resources)))
-    layer_props = resources["CommonLayer"]["Properties"]
-    layer_props["ContentUri"] = os.path.relpath(ROOT / layer_props["ContentUri"], out) + "/"
+    for resource in resources.values():
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            layer = resource["Properties"]
+            layer["ContentUri"] = os.path.relpath(ROOT / layer["ContentUri"], out) + "/"
     root_template = {
         key: copy.deepcopy(value)
         for key, value in source_root.items()

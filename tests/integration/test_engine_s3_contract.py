@@ -455,8 +455,9 @@ def test_an_object_created_outside_the_prefix_sends_nothing(
 
 
 def test_lifecycle_rule_on_quarantine_is_stored(s3: Any, bucket: str) -> None:
-    """On AWS the expiration rule on quarantine/ removes what the validator never saw (ADR 4
-    puts lifecycle rules in by API, since the engine's CloudFormation ignores them). MiniStack
+    """On AWS the expiration rule on quarantine/ removes what the validator never saw. The
+    engine's CloudFormation ignores a bucket's rules, so the launcher puts them in by API in
+    this shape (ADR 4, infra/local/stack.py:apply_engine_workarounds). MiniStack
     stores the rule and answers it back, and never applies it: ADR 28 records this from the
     engine's source (1.5.33 keeps the rules for Get/Put/Delete only; nothing else reads them).
     /work/shared/LOCAL_ENGINE.md says nothing about lifecycle rules. A day-long expiry cannot

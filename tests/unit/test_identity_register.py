@@ -77,6 +77,7 @@ def test_register_answers_the_new_unverified_user(call_api):
         "active",
         "email_verified",
         "created_at",
+        "avatar_media_id",
     }
     assert (body["email"], body["role"], body["active"], body["email_verified"]) == (
         email,

@@ -92,7 +92,8 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
     ("TelemetryTable", "read"): {"core/health"},
     ("AlertsTable", "read"): {"core/health"},
     ("ConnectionsTable", "read"): {"core/health"},
-    ("MediaTable", "read"): {"core/health"},
+    # An avatar is checked by kumo.media.service.require_ready.
+    ("MediaTable", "read"): {"core/health", "identity/update_me"},
 }
 
 

@@ -78,6 +78,8 @@ class UserModel(IdentityItem):
     user_id = UnicodeAttribute()
     email = UnicodeAttribute()
     display_name = UnicodeAttribute()
+    # A file of the media context (purpose avatar), checked there when it is set.
+    avatar_media_id = UnicodeAttribute(null=True)
     password_hash = UnicodeAttribute()
     role = UnicodeAttribute(default="user")
     active = BooleanAttribute(default=True)

@@ -51,6 +51,10 @@ class UpdateMeRequest(StrictModel):
     display_name: DisplayName | None = None
     current_password: Password | None = None
     new_password: Password | None = None
+    avatar_media_id: Annotated[str, Field(min_length=26, max_length=26)] | None = Field(
+        default=None,
+        description="A ready file of purpose `avatar` that the caller uploaded; null removes it.",
+    )
 
 
 class AdminUpdateUserRequest(StrictModel):
@@ -66,6 +70,8 @@ class UserOut(BaseModel):
     active: bool
     email_verified: bool
     created_at: str
+    # Its links come from GET /api/v1/media/{id}.
+    avatar_media_id: str | None = None
 
 
 class TokenPairOut(BaseModel):
@@ -107,6 +113,7 @@ def user_out(user: UserModel) -> UserOut:
         active=user.active,
         email_verified=user.email_verified,
         created_at=user.created_at,
+        avatar_media_id=user.avatar_media_id,
     )
 
 

@@ -121,11 +121,21 @@ def update_me(
     display_name: str | None,
     current_password: str | None,
     new_password: str | None,
+    avatar: tuple[str | None] | None = None,
 ) -> UserModel:
+    """`avatar` is (media id,) to set one, (None,) to remove it, None to leave it; the media
+    context has checked the id (the handler asks it)."""
     user = get_user(user_id)
     actions: list[Action] = [UserModel.updated_at.set(clock.utc_iso())]
     if display_name is not None:
         actions.append(UserModel.display_name.set(display_name))
+    if avatar is not None:
+        (media_id,) = avatar
+        actions.append(
+            UserModel.avatar_media_id.set(media_id)
+            if media_id is not None
+            else UserModel.avatar_media_id.remove()
+        )
     if new_password is not None:
         if current_password is None or not passwords.verify_password(
             user.password_hash, current_password

@@ -22,7 +22,6 @@ from pynamodb.exceptions import PynamoDBException
 from kumo.core import clock, dynamo, events
 from kumo.core.config import get_settings
 from kumo.core.errors import BadRequest, Forbidden, NotFound, invalid
-from kumo.core.ids import is_id
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.media.models import (
     ByOrgIndex,
@@ -40,7 +39,7 @@ from kumo.media.models import (
 )
 from kumo.media.purposes import Purpose
 from kumo.media.schemas import MediaLinks, MediaOut, UsageOut
-from kumo.media.storage import s3, stored_bytes
+from kumo.media.storage import find, s3, stored_bytes
 from kumo.orgs.schemas import OrgRole
 from kumo.orgs.service import require_org_role
 
@@ -78,14 +77,8 @@ def _ref(media: MediaModel) -> MediaRef:
     )
 
 
-def _read(media_id: str) -> MediaModel | None:
-    if not is_id(media_id):
-        return None
-    return dynamo.get_or_none(MediaModel, media_key(media_id), consistent_read=True)
-
-
 def get_media_for(user_id: str, media_id: str, minimum_role: OrgRole) -> MediaModel:
-    media = _read(media_id)
+    media = find(media_id)
     if media is None:
         raise NotFound(NO_MEDIA)
     try:
@@ -173,7 +166,7 @@ def _links(media: MediaModel) -> MediaLinks:
 
 def links_for(ref: MediaRef) -> MediaLinks:
     """Links to a ready file, for a context that has checked that its caller may see it."""
-    media = _read(ref.media_id)
+    media = find(ref.media_id)
     if media is None or media.state != "ready" or media.org_id != ref.org_id:
         raise NotFound(NO_MEDIA)
     return _links(media)
@@ -218,7 +211,7 @@ def require_ready(
     """The file a request refers to in `field`, if it is ready, of `org_id` (None: any org),
     of `purpose` and, when given, uploaded by `uploaded_by`; a 422 on that field otherwise.
     A file the caller could not see reads as missing, not as someone else's."""
-    media = _read(media_id)
+    media = find(media_id)
     mine = media is not None and (uploaded_by is None or media.uploaded_by == uploaded_by)
     if media is None or not mine or (org_id is not None and media.org_id != org_id):
         raise invalid(field, "No such file.")

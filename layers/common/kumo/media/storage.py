@@ -1,5 +1,5 @@
-"""Where media's files live: the S3 client its functions sign and move files with, and what
-an org stores (the usage item the validator and deletions keep)."""
+"""Where media's files live: the S3 client its functions sign and move files with, a file's
+record, and what an org stores (the usage item the validator and deletions keep)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from functools import cache
 from typing import Any
 
 from kumo.core import dynamo
-from kumo.media.models import UsageModel, org_key
+from kumo.core.ids import is_id
+from kumo.media.models import META, USAGE, MediaModel, UsageModel, media_key, org_key
 
 
 @cache
@@ -19,7 +20,14 @@ def s3() -> Any:  # no S3 stubs in the project's pins
     return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
+def find(media_id: str) -> MediaModel | None:
+    """A file's record, read consistently (a state change must be seen at once)."""
+    if not is_id(media_id):
+        return None
+    return dynamo.get_or_none(MediaModel, media_key(media_id), META, consistent_read=True)
+
+
 def stored_bytes(org_id: str) -> tuple[int, int]:
     """What the org stores now: (bytes, objects)."""
-    usage = dynamo.get_or_none(UsageModel, org_key(org_id), consistent_read=True)
+    usage = dynamo.get_or_none(UsageModel, org_key(org_id), USAGE, consistent_read=True)
     return (int(usage.bytes), int(usage.objects)) if usage else (0, 0)

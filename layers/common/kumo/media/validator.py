@@ -32,7 +32,6 @@ from kumo.media.models import (
     MediaModel,
     PendingUploadModel,
     UsageModel,
-    media_key,
     org_key,
     original_key,
     pending_sort_key,
@@ -40,7 +39,7 @@ from kumo.media.models import (
 )
 from kumo.media.purposes import RULES
 from kumo.media.sniff import CONTENT_TYPES, IMAGES, sniff
-from kumo.media.storage import s3
+from kumo.media.storage import find, s3
 
 logger = Logger(child=True)
 
@@ -105,7 +104,7 @@ def judge_object(key: str) -> None:
         logger.error("object outside the upload keys; left alone", key=key)
         return
     org_id, media_id = parts
-    media = dynamo.get_or_none(MediaModel, media_key(media_id), consistent_read=True)
+    media = find(media_id)
     if media is None or media.org_id != org_id or media.state != "pending":
         # Deleted, expired or judged already (a second upload with the same form, or a
         # redelivery): nothing of it is ever read.
@@ -192,7 +191,7 @@ def _make_ready(media: MediaModel, kept: Kept, stored: int, objects: int) -> Non
         raise _OverQuota("larger than the quota")
 
     def explain() -> KumoError:
-        current = dynamo.get_or_none(MediaModel, media.pk, consistent_read=True)
+        current = find(media.media_id)
         if current is None or current.state != "pending":
             return _Judged("judged meanwhile")
         return _OverQuota("over the quota")
