@@ -30,7 +30,7 @@ from PIL import Image  # noqa: E402
 GPS_IFD = 0x8825
 
 
-def _png_of_about(target_bytes: int) -> bytes:
+def png_of_about(target_bytes: int) -> bytes:
     # Noise does not compress: a square of grey noise whose PNG is about the target size.
     side = int((target_bytes / 2.6) ** 0.5)
     noise = Image.effect_noise((side, side), 64).convert("RGB")
@@ -39,7 +39,7 @@ def _png_of_about(target_bytes: int) -> bytes:
     return out.getvalue()
 
 
-def _photo(width: int, height: int) -> bytes:
+def photo_of(width: int, height: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: turned on its side
     exif.get_ifd(GPS_IFD).update({1: "N", 2: (52.0, 31.0, 12.0)})
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args(argv)
 
-    png = _png_of_about(200_000)
-    photo = _photo(4000, 3000)
+    png = png_of_about(200_000)
+    photo = photo_of(4000, 3000)
     print(f"media: picture work, {args.runs} runs each, milliseconds")
     print(f"  (PNG {len(png) / 1000:.0f} KB; JPEG 4000 x 3000, {len(photo) / 1e6:.1f} MB)")
     print(_row("clean 200 KB PNG", _timed(lambda: images.clean(png, "png"), args.runs)))

@@ -67,9 +67,19 @@ SEMANTIC: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "references": (
-        # An id in a body must name something of the caller's org (here: an alert rule's device).
+        # An id in a body must name something of the caller's org (an alert rule's device) or
+        # the caller's own ready file (an avatar).
         "422",
-        ["POST /api/v1/alert-rules", "PATCH /api/v1/alert-rules/{rule_id}"],
+        [
+            "POST /api/v1/alert-rules",
+            "PATCH /api/v1/alert-rules/{rule_id}",
+            "PATCH /api/v1/users/me",
+        ],
+    ),
+    "upload rules": (
+        # The declared type and size must be ones the purpose allows (kumo.media.purposes).
+        "422",
+        ["POST /api/v1/media/uploads"],
     ),
     "schedules and targets": (
         # Cron and rate expressions, IANA time zones, public http(s) webhook targets, known

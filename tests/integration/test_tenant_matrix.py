@@ -10,7 +10,9 @@ in IDS, QUERIES or BODIES below.
 
 from __future__ import annotations
 
+import io
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,9 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from PIL import Image
 
 from infra.local.receiver import Receiver
-from tests.integration.conftest import Api, Outbox, signed_up_user, unique_email
+from tests.integration.conftest import (
+    DEADLINE_SECONDS,
+    Api,
+    Outbox,
+    signed_up_user,
+    unique_email,
+)
 
 SPEC = json.loads((Path(__file__).parents[2] / "docs" / "openapi.json").read_text())
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -41,6 +51,7 @@ IDS = {
     "task_id",
     "invitation_id",
     "user_id",
+    "media_id",
 }
 # Query parameters an operation needs before it looks at the id (else it answers 422 first).
 QUERIES: dict[str, dict[str, str]] = {
@@ -48,6 +59,8 @@ QUERIES: dict[str, dict[str, str]] = {
     "GET /api/v1/alerts": {"org_id": "{org_id}"},
     "GET /api/v1/devices": {"org_id": "{org_id}"},
     "GET /api/v1/devices/{device_id}/readings": {"metric": "temp"},
+    "GET /api/v1/media": {"org_id": "{org_id}"},
+    "GET /api/v1/media/usage": {"org_id": "{org_id}"},
 }
 NOW = datetime.now(UTC)
 # A valid body for each write that takes one, so the refusal is about the tenant, not the body.
@@ -76,7 +89,19 @@ BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/orgs/{org_id}/invitations": {"email": "{intruder_email}", "role": "admin"},
     "PATCH /api/v1/orgs/{org_id}/members/{user_id}": {"role": "admin"},
     "PATCH /api/v1/scheduled-tasks/{task_id}": {"name": "taken over"},
+    "POST /api/v1/media/uploads": {
+        "org_id": "{org_id}",
+        "purpose": "attachment",
+        "file_name": "intruder.png",
+        "content_type": "image/png",
+        "size": 100,
+    },
+    # Not an id in the path, but a reference to tenant A's file in the body.
+    "PATCH /api/v1/users/me": {"avatar_media_id": "{media_id}"},
 }
+# Operations that refuse another's id in their body as invalid input (422 on that field),
+# the way every body reference to something the caller cannot use is refused.
+REFUSED_AS_INVALID = {"PATCH /api/v1/users/me": "avatar_media_id"}
 # Writes a viewer of the org may make on purpose.
 VIEWER_MAY = {"POST /api/v1/orgs/{org_id}/leave": "any member may leave an org"}
 
@@ -179,6 +204,33 @@ def _join(api: Api, outbox: Outbox, owner: str, org_id: str, role: str) -> dict[
     return person
 
 
+def _ready_file(api: Api, token: str, org_id: str) -> str:
+    """A picture of the org's, uploaded with its form and judged ready."""
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(picture, "PNG")
+    data = picture.getvalue()
+    asked = {
+        "org_id": org_id,
+        "purpose": "attachment",
+        "file_name": "matrix.png",
+        "content_type": "image/png",
+        "size": len(data),
+    }
+    upload = _ok(api.post("/api/v1/media/uploads", token=token, json=asked), 201)
+    form = upload["upload"]
+    sent = requests.post(
+        form["url"], data=form["fields"], files={"file": ("matrix.png", data)}, timeout=30
+    )
+    assert sent.status_code == 204, sent.text
+    media_id: str = upload["media"]["id"]
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if _ok(api.get(f"/api/v1/media/{media_id}", token=token))["state"] == "ready":
+            return media_id
+        time.sleep(0.2)
+    raise AssertionError(f"file {media_id} not judged within {DEADLINE_SECONDS} s")
+
+
 @pytest.fixture(scope="module")
 def tenant_a(api: Api, outbox: Outbox, receiver: Receiver) -> Tenant:
     """An org with one of everything: members, a pending invitation, a device with a command,
@@ -210,6 +262,7 @@ def tenant_a(api: Api, outbox: Outbox, receiver: Receiver) -> Tenant:
     export = api.post(f"/api/v1/devices/{device['id']}/exports", token=token, json=export_body)
     task_body = {"name": "matrix task", "schedule": "0 0 1 1 *", "url": receiver.base + "/t/m/ok"}
     task = _ok(api.post("/api/v1/scheduled-tasks", token=token, json=task_body), 201)
+    media_id = _ready_file(api, token, org_id)
     return Tenant(
         ids={
             "org_id": org_id,
@@ -221,6 +274,7 @@ def tenant_a(api: Api, outbox: Outbox, receiver: Receiver) -> Tenant:
             "task_id": task["id"],
             "invitation_id": _ok(invitation, 201)["id"],
             "user_id": member["id"],
+            "media_id": media_id,
             "intruder_email": unique_email("matrix-intruder"),
         },
         owner=token,
@@ -248,7 +302,12 @@ def _call(api: Api, op: Operation, token: str, ids: dict[str, str]) -> Any:
 
 
 def _refused(response: Any, op: Operation, who: str) -> str | None:
-    if response.status_code not in (403, 404):
+    invalid_field = REFUSED_AS_INVALID.get(op.key)
+    if invalid_field is not None:
+        fields = [e.get("field") for e in response.json().get("errors", [])]
+        if response.status_code != 422 or invalid_field not in fields:
+            return f"{op} as {who}: {response.status_code} {response.text[:200]}"
+    elif response.status_code not in (403, 404):
         return f"{op} as {who}: {response.status_code} {response.text[:200]}"
     if not response.headers.get("content-type", "").startswith("application/problem+json"):
         return f"{op} as {who}: not a problem body ({response.headers.get('content-type')})"
@@ -276,6 +335,9 @@ def _snapshot(api: Api, a: Tenant) -> dict[str, Any]:
     exports = get(f"/api/v1/devices/{ids['device_id']}/exports")["items"]
     devices = get("/api/v1/devices", org_id=ids["org_id"])["items"]
     rules = get("/api/v1/alert-rules", org_id=ids["org_id"])["items"]
+    media = get(f"/api/v1/media/{ids['media_id']}")
+    files = get("/api/v1/media", org_id=ids["org_id"])["items"]
+    usage = get("/api/v1/media/usage", org_id=ids["org_id"])
     return {
         "org": (org["name"], org.get("telemetry_retention_days")),
         "members": sorted((m["user_id"], m["role"]) for m in members),
@@ -289,6 +351,9 @@ def _snapshot(api: Api, a: Tenant) -> dict[str, Any]:
         "exports": sorted(e["id"] for e in exports),
         "devices": sorted(d["id"] for d in devices),
         "rules": sorted(r["id"] for r in rules),
+        "media": (media["state"], media["sha256"], media["held_by"]),
+        "files": sorted(f["id"] for f in files),
+        "usage": (usage["bytes"], usage["objects"]),
     }
 
 
