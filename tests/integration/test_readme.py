@@ -1,5 +1,5 @@
 """The README's curl walkthrough, run as it stands against the stack: every context from a
-shell (identity, orgs, scheduled webhooks, devices, readings, commands, alerts, exports)."""
+shell (identity, orgs, scheduled webhooks, devices, readings, commands, alerts, media, exports)."""
 
 from __future__ import annotations
 
