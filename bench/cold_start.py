@@ -106,7 +106,8 @@ def function_targets() -> list[Target]:
         code_dir = ROOT / str(props["CodeUri"])
         handler = str(props.get("Handler", defaults.get("Handler", "app.lambda_handler")))
         layer_dirs = []
-        for layer in props.get("Layers", defaults.get("Layers", [])):
+        # SAM appends a function's own layers to the global ones.
+        for layer in [*defaults.get("Layers", []), *props.get("Layers", [])]:
             layer_name = layer.get("Ref") if isinstance(layer, dict) else None
             content = resources.get(str(layer_name), {}).get("Properties", {}).get("ContentUri")
             if content:
