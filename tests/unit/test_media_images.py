@@ -63,6 +63,28 @@ def test_a_small_picture_keeps_its_size_in_its_thumbnails() -> None:
     assert Image.open(io.BytesIO(picture.thumbnails[512])).size == (40, 20)
 
 
+@pytest.mark.parametrize(("kind", "form"), [("png", "PNG"), ("gif", "GIF")])
+def test_a_palette_picture_keeps_its_transparent_colour(kind: str, form: str) -> None:
+    # Given a palette picture whose colour 0 is transparent, half of it in that colour
+    image = Image.new("P", (40, 40), 1)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    image.paste(0, (20, 0, 40, 40))
+    out = io.BytesIO()
+    image.save(out, form, transparency=0)
+
+    # When it is cleaned
+    picture = clean(out.getvalue(), kind)  # type: ignore[arg-type]
+
+    # Then the transparent half is transparent still, in the original and in the thumbnails
+    with Image.open(io.BytesIO(picture.data)) as kept:
+        assert kept.convert("RGBA").getpixel((30, 5))[3] == 0
+        assert kept.convert("RGBA").getpixel((5, 5))[3] == 255
+    for data in picture.thumbnails.values():
+        with Image.open(io.BytesIO(data)) as small:
+            assert small.mode == "RGBA"
+            assert small.getpixel((small.width - 1, 0))[3] == 0
+
+
 def test_a_decompression_bomb_is_refused_before_it_is_decoded() -> None:
     # A 1-bit PNG of 60 megapixels is a few kilobytes on disk
     bomb = _png((10_000, 6_000), "1")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -61,9 +61,10 @@ def clean(data: bytes, kind: Kind) -> Picture:
 
 
 def _encode(image: Image.Image, kind: Kind, icc_profile: bytes | None) -> bytes:
-    # A fresh copy carries pixels only: no EXIF, XMP, comments or text chunks to leak.
+    # A fresh copy carries pixels only: no EXIF, XMP, comments or text chunks to leak. A
+    # palette's transparent colour is part of the pixels, though.
     bare = image.copy()
-    bare.info = {}
+    bare.info = _pixels_only(image.info)
     out = io.BytesIO()
     options: dict[str, object] = {"icc_profile": icc_profile} if icc_profile else {}
     if kind == "jpeg":
@@ -73,14 +74,20 @@ def _encode(image: Image.Image, kind: Kind, icc_profile: bytes | None) -> bytes:
     return out.getvalue()
 
 
+def _pixels_only(info: dict[str | tuple[int, int], Any]) -> dict[str | tuple[int, int], Any]:
+    return {"transparency": info["transparency"]} if "transparency" in info else {}
+
+
 def thumbnail(image: Image.Image, size: int) -> bytes:
     """A WebP of `image` no larger than `size` on its longest side, without metadata."""
     small = image.copy()
-    small.info = {}
+    small.info = _pixels_only(image.info)
     small.thumbnail((size, size))
     if small.mode not in ("RGB", "RGBA"):
-        clear = "transparency" in image.info or "A" in small.mode
+        # Converted while the palette's transparent colour is still known.
+        clear = "transparency" in small.info or "A" in small.mode
         small = small.convert("RGBA" if clear else "RGB")
+    small.info = {}
     out = io.BytesIO()
     small.save(out, format="WEBP", quality=_THUMBNAIL_QUALITY)
     return out.getvalue()

@@ -44,16 +44,18 @@ def quarantine_key(org_id: str, media_id: str) -> str:
     return f"quarantine/{org_id}/{media_id}"
 
 
-def file_prefix(org_id: str, media_id: str) -> str:
-    return f"media/{org_id}/{media_id}/"
+def file_prefix(org_id: str, media_id: str, judgement: str) -> str:
+    """Where one judgement writes a file's objects: a judgement of its own, so bytes a second
+    upload with the same form brought can never overwrite the ones a record describes."""
+    return f"media/{org_id}/{media_id}/{judgement}/"
 
 
-def original_key(org_id: str, media_id: str) -> str:
-    return f"{file_prefix(org_id, media_id)}original"
+def original_key(prefix: str) -> str:
+    return f"{prefix}original"
 
 
-def thumbnail_key(org_id: str, media_id: str, size: int) -> str:
-    return f"{file_prefix(org_id, media_id)}{size}.webp"
+def thumbnail_key(prefix: str, size: int) -> str:
+    return f"{prefix}{size}.webp"
 
 
 class MediaItem(Model):
@@ -116,6 +118,8 @@ class MediaModel(MediaItem):
     sha256 = UnicodeAttribute(null=True)
     # Sizes in pixels of the WebP thumbnails made (empty for a document).
     thumbnail_sizes = NumberSetAttribute(null=True)
+    # Where the judged file's objects are (file_prefix).
+    object_prefix = UnicodeAttribute(null=True)
     # Every object of the file (original and thumbnails): what it counts against the quota.
     stored_bytes = NumberAttribute(null=True)
     stored_objects = NumberAttribute(null=True)

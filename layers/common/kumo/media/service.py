@@ -21,7 +21,7 @@ from pynamodb.exceptions import PynamoDBException
 
 from kumo.core import clock, dynamo, events
 from kumo.core.config import get_settings
-from kumo.core.errors import BadRequest, Forbidden, NotFound, invalid
+from kumo.core.errors import Forbidden, NotFound, invalid
 from kumo.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from kumo.media.models import (
     ByOrgIndex,
@@ -151,13 +151,13 @@ def _links(media: MediaModel) -> MediaLinks:
     disposition = _disposition(media)
     thumbnails = {
         str(int(size)): _link(
-            thumbnail_key(media.org_id, media.media_id, int(size)), "image/webp", "inline"
+            thumbnail_key(str(media.object_prefix), int(size)), "image/webp", "inline"
         )
         for size in media.thumbnail_sizes or []
     }
     return MediaLinks(
         original=_link(
-            original_key(media.org_id, media.media_id), str(media.content_type), disposition
+            original_key(str(media.object_prefix)), str(media.content_type), disposition
         ),
         thumbnails=thumbnails,
         expires_at=clock.utc_iso(clock.now() + LINK_SECONDS),
@@ -222,9 +222,10 @@ def require_ready(
     return _ref(media)
 
 
-def hold(ref: MediaRef, holder: str) -> None:
-    """Claim a ready file for an item of another context (`chat:message:<id>`); a file has one
-    holder, and claiming a held one again for the same holder is a no-op (a retried send)."""
+def hold(ref: MediaRef, holder: str, *, field: str) -> None:
+    """Claim a ready file for an item of another context (`chat:message:<id>`), the reference
+    in the request's `field`. A file has one holder: claiming it again for the same holder is
+    a no-op (a retried send), for another a 422 on the field."""
     media = MediaModel(media_key(ref.media_id))
     try:
         media.update(
@@ -236,7 +237,7 @@ def hold(ref: MediaRef, holder: str) -> None:
     except PynamoDBException as error:
         if not dynamo.condition_failed(error):
             raise
-        raise BadRequest("The file is attached to something else already.") from error
+        raise invalid(field, "The file is attached to something else, or gone.") from error
 
 
 # --- deleting -------------------------------------------------------------------------------
@@ -245,11 +246,9 @@ def hold(ref: MediaRef, holder: str) -> None:
 def _keys(media: MediaModel) -> list[str]:
     keys = [quarantine_key(media.org_id, media.media_id)]
     if media.state == "ready":
-        keys.append(original_key(media.org_id, media.media_id))
-        keys += [
-            thumbnail_key(media.org_id, media.media_id, int(size))
-            for size in media.thumbnail_sizes or []
-        ]
+        prefix = str(media.object_prefix)
+        keys.append(original_key(prefix))
+        keys += [thumbnail_key(prefix, int(size)) for size in media.thumbnail_sizes or []]
     return keys
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote_plus
@@ -32,6 +33,7 @@ from kumo.media.models import (
     MediaModel,
     PendingUploadModel,
     UsageModel,
+    file_prefix,
     org_key,
     original_key,
     pending_sort_key,
@@ -161,19 +163,22 @@ def _put(key: str, data: bytes, content_type: str) -> None:
 def _keep(media: MediaModel, kept: Kept) -> None:
     org_id, media_id = media.org_id, media.media_id
     content_type = CONTENT_TYPES[kept.kind]  # type: ignore[index]
-    # The judged bytes are written, not copied from quarantine: a second upload with the
-    # same form cannot slip unjudged bytes in between.
-    _put(original_key(org_id, media_id), kept.data, content_type)
+    # The judged bytes are written, not copied from quarantine (a second upload with the same
+    # form cannot slip unjudged bytes in between), under this judgement's own prefix (nor can
+    # a second judgement overwrite the first's objects).
+    prefix = file_prefix(org_id, media_id, secrets.token_hex(6))
+    _put(original_key(prefix), kept.data, content_type)
     for size, thumbnail in kept.thumbnails.items():
-        _put(thumbnail_key(org_id, media_id, size), thumbnail, "image/webp")
+        _put(thumbnail_key(prefix, size), thumbnail, "image/webp")
     stored = len(kept.data) + sum(len(t) for t in kept.thumbnails.values())
     objects = 1 + len(kept.thumbnails)
     try:
-        _make_ready(media, kept, stored, objects)
+        _make_ready(media, kept, prefix, (stored, objects))
     except _Judged:
+        _remove_kept(prefix, kept)  # another judgement's file is the one kept
         return
     except _OverQuota:
-        _remove_kept(media, kept)
+        _remove_kept(prefix, kept)
         quota = get_settings().media_bytes_per_org
         _reject(media, f"the organization's storage ({quota:,} bytes) is full")
         return
@@ -185,7 +190,8 @@ def _keep(media: MediaModel, kept: Kept) -> None:
     logger.info("file ready", media_id=media_id, kind=kept.kind, bytes=stored)
 
 
-def _make_ready(media: MediaModel, kept: Kept, stored: int, objects: int) -> None:
+def _make_ready(media: MediaModel, kept: Kept, prefix: str, size: tuple[int, int]) -> None:
+    stored, objects = size
     quota = get_settings().media_bytes_per_org
     if stored > quota:
         raise _OverQuota("larger than the quota")
@@ -207,6 +213,7 @@ def _make_ready(media: MediaModel, kept: Kept, stored: int, objects: int) -> Non
                 *_dimensions(kept),
                 MediaModel.sha256.set(hashlib.sha256(kept.data).hexdigest()),
                 *_thumbnail_sizes(kept),
+                MediaModel.object_prefix.set(prefix),
                 MediaModel.stored_bytes.set(stored),
                 MediaModel.stored_objects.set(objects),
                 MediaModel.judged_at.set(clock.utc_iso()),
@@ -238,10 +245,8 @@ def _dimensions(kept: Kept) -> list[Any]:
     return [MediaModel.width.set(kept.width), MediaModel.height.set(kept.height)]
 
 
-def _remove_kept(media: MediaModel, kept: Kept) -> None:
-    keys = [original_key(media.org_id, media.media_id)] + [
-        thumbnail_key(media.org_id, media.media_id, size) for size in kept.thumbnails
-    ]
+def _remove_kept(prefix: str, kept: Kept) -> None:
+    keys = [original_key(prefix)] + [thumbnail_key(prefix, size) for size in kept.thumbnails]
     s3().delete_objects(
         Bucket=get_settings().media_bucket,
         Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
