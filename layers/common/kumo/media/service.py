@@ -7,7 +7,7 @@ the same 404 as one that does not exist.
 Other contexts never touch media's table. Chat, learning and training check a reference with
 `require_ready`, claim a file for their item with `hold`, and give links with `links_for`
 after their own visibility check: a held file gets no links from media's own routes, so who
-may see it stays the holder's rule.
+may see it stays the holder's rule. Billing reads an org's storage with `storage_used`.
 """
 
 from __future__ import annotations
@@ -220,6 +220,11 @@ def require_ready(
     if media.purpose != purpose:
         raise invalid(field, f"The file was uploaded as a {media.purpose}, not a {purpose}.")
     return _ref(media)
+
+
+def storage_used(org_id: str) -> tuple[int, int]:
+    """What the org stores, (bytes, objects): the storage meter billing reads."""
+    return stored_bytes(org_id)
 
 
 def hold(ref: MediaRef, holder: str, *, field: str) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote_plus
@@ -41,7 +40,7 @@ from kumo.media.models import (
 )
 from kumo.media.purposes import RULES
 from kumo.media.sniff import CONTENT_TYPES, IMAGES, sniff
-from kumo.media.storage import find, s3
+from kumo.media.storage import find, s3, stored_bytes
 
 logger = Logger(child=True)
 
@@ -163,10 +162,11 @@ def _put(key: str, data: bytes, content_type: str) -> None:
 def _keep(media: MediaModel, kept: Kept) -> None:
     org_id, media_id = media.org_id, media.media_id
     content_type = CONTENT_TYPES[kept.kind]  # type: ignore[index]
+    digest = hashlib.sha256(kept.data).hexdigest()
     # The judged bytes are written, not copied from quarantine (a second upload with the same
-    # form cannot slip unjudged bytes in between), under this judgement's own prefix (nor can
-    # a second judgement overwrite the first's objects).
-    prefix = file_prefix(org_id, media_id, secrets.token_hex(6))
+    # form cannot slip unjudged bytes in between), under a prefix named after them: bytes of
+    # another upload never overwrite a kept file's, and a retry of these writes the same keys.
+    prefix = file_prefix(org_id, media_id, digest[:16])
     _put(original_key(prefix), kept.data, content_type)
     for size, thumbnail in kept.thumbnails.items():
         _put(thumbnail_key(prefix, size), thumbnail, "image/webp")
@@ -175,13 +175,17 @@ def _keep(media: MediaModel, kept: Kept) -> None:
     try:
         _make_ready(media, kept, prefix, (stored, objects))
     except _Judged:
-        _remove_kept(prefix, kept)  # another judgement's file is the one kept
-        return
+        # Judged by another delivery: these objects go unless the record names them (the
+        # same bytes judged twice, or this very commit whose answer was lost).
+        if not _discard_unless_kept(media_id, prefix, kept):
+            return
     except _OverQuota:
-        _remove_kept(prefix, kept)
         quota = get_settings().media_bytes_per_org
         _reject(media, f"the organization's storage ({quota:,} bytes) is full")
+        _discard_unless_kept(media_id, prefix, kept)
         return
+    # Any other failure (a concurrent write to the usage item, the network) leaves the objects
+    # for the redelivery, which writes the same keys.
     events.publish(
         source="kumo.media",
         detail_type="media.ready",
@@ -190,17 +194,31 @@ def _keep(media: MediaModel, kept: Kept) -> None:
     logger.info("file ready", media_id=media_id, kind=kept.kind, bytes=stored)
 
 
+def _discard_unless_kept(media_id: str, prefix: str, kept: Kept) -> bool:
+    """Remove this judgement's objects once the record is final and names other objects (or
+    is gone); True when they are the record's and stay. A pending record may still commit
+    them, so they stay while it is pending too (the redelivery decides)."""
+    current = find(media_id)
+    if current is not None and (current.state == "pending" or current.object_prefix == prefix):
+        return True
+    _remove_kept(prefix, kept)
+    return False
+
+
 def _make_ready(media: MediaModel, kept: Kept, prefix: str, size: tuple[int, int]) -> None:
     stored, objects = size
     quota = get_settings().media_bytes_per_org
     if stored > quota:
         raise _OverQuota("larger than the quota")
 
-    def explain() -> KumoError:
+    def explain() -> KumoError | None:
         current = find(media.media_id)
         if current is None or current.state != "pending":
             return _Judged("judged meanwhile")
-        return _OverQuota("over the quota")
+        used, _ = stored_bytes(media.org_id)
+        if used + stored > quota:
+            return _OverQuota("over the quota")
+        return None  # a concurrent write: a Conflict, which SQS retries
 
     with dynamo.transaction(explain, changed="usage changed") as write:
         write.update(
@@ -271,6 +289,9 @@ def _reject(media: MediaModel, reason: str) -> None:
                 PendingUploadModel(org_key(media.org_id), pending_sort_key(media.media_id))
             )
     except Conflict:
+        current = find(media.media_id)
+        if current is not None and current.state == "pending":
+            raise  # a concurrent write, not a judgement: SQS delivers the event again
         return  # another delivery judged it first
     events.publish(
         source="kumo.media",
