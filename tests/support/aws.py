@@ -12,7 +12,9 @@ instead of passing on what an earlier test left running.
 from __future__ import annotations
 
 import copy
+import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -158,3 +160,27 @@ class MotoAccount:
         for name, value in SIGNING_KEYS.items():
             secret_name = f"kumo-{self._stage}-{name}"
             self._secretsmanager.create_secret(Name=secret_name, SecretString=value)
+
+
+def bus_recorder(source: str, bus: str) -> Callable[[], list[dict[str, Any]]]:
+    """Every event of `source` on the bus from now on, through a rule into a queue: call the
+    answer for those received since the last call."""
+    name = source.replace(".", "-")
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"{name}-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    events = boto3.client("events")
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(
+        Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}]
+    )
+
+    def received() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(m["Body"]) for m in messages]
+
+    return received

@@ -82,6 +82,17 @@ def aws(moto_account: MotoAccount) -> Iterator[None]:
     moto_account.stop()
 
 
+@pytest.fixture
+def media_bucket(aws: None) -> str:
+    """The media bucket, which the moto account does not build (only media's tests use it)."""
+    import boto3
+    from kumo.core.config import get_settings
+
+    name = get_settings().media_bucket
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture(autouse=True)
 def fixed_signing_keys(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch

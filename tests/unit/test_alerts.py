@@ -28,6 +28,7 @@ from kumo.tasks.models import EmailTaskModel, task_key
 from kumo.telemetry import ingest
 from kumo.telemetry.contract import Batch, Reading
 
+from tests.support.aws import bus_recorder
 from tests.support.factories import Fleet, add_member, new_fleet
 from tests.unit.conftest import QUEUE_URL
 
@@ -49,29 +50,8 @@ def org() -> Fleet:
 
 @pytest.fixture
 def bus_events() -> Callable[[], list[dict[str, Any]]]:
-    """Every kumo.alerts event on the bus, through a rule into a queue."""
-    sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="alert-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    events = boto3.client("events")
-    events.put_rule(
-        Name="alerts", EventBusName=BUS, EventPattern=json.dumps({"source": ["kumo.alerts"]})
-    )
-    events.put_targets(
-        Rule="alerts",
-        EventBusName=BUS,
-        Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}],
-    )
-
-    def received() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        )
-        for message in messages:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return [json.loads(m["Body"]) for m in messages]
-
-    return received
+    """Every kumo.alerts event on the bus."""
+    return bus_recorder("kumo.alerts", BUS)
 
 
 def mailed() -> list[EmailTaskModel]:

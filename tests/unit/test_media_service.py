@@ -34,14 +34,6 @@ PROBLEM = "urn:kumo:problem:"
 
 
 @pytest.fixture
-def media_bucket() -> str:
-    """The media bucket, which the moto account does not build."""
-    name = get_settings().media_bucket
-    boto3.client("s3").create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
 def org() -> Fleet:
     return new_fleet("Acme", devices=0)
 

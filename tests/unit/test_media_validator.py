@@ -32,6 +32,7 @@ from kumo.media.schemas import CreateUploadRequest
 from kumo.media.storage import find
 from PIL import Image
 
+from tests.support.aws import bus_recorder
 from tests.support.factories import Fleet, new_fleet
 from tests.unit.conftest import FakeContext, load_handler
 
@@ -49,41 +50,14 @@ SCRIPTED_PDF = (
 
 
 @pytest.fixture
-def media_bucket() -> str:
-    """The media bucket, which the moto account does not build."""
-    name = get_settings().media_bucket
-    boto3.client("s3").create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
 def org() -> Fleet:
     return new_fleet("Acme", devices=0)
 
 
 @pytest.fixture
 def bus_events() -> Callable[[], list[dict[str, Any]]]:
-    """Every kumo.media event on the bus, through a rule into a queue."""
-    sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="media-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    events = boto3.client("events")
-    events.put_rule(
-        Name="media", EventBusName=BUS, EventPattern=json.dumps({"source": ["kumo.media"]})
-    )
-    events.put_targets(
-        Rule="media", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}]
-    )
-
-    def received() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        )
-        for message in messages:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return [json.loads(m["Body"]) for m in messages]
-
-    return received
+    """Every kumo.media event on the bus."""
+    return bus_recorder("kumo.media", BUS)
 
 
 def png(size: tuple[int, int] = (64, 48)) -> bytes:
