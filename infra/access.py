@@ -49,6 +49,7 @@ RESOURCE_OF_VARIABLE: dict[str, str] = {
     "ALERTS_TABLE": "AlertsTable",
     "CONNECTIONS_TABLE": "ConnectionsTable",
     "MEDIA_TABLE": "MediaTable",
+    "CHAT_TABLE": "ChatTable",
     "MEDIA_BUCKET": "MediaBucket",
     "MEDIA_UPLOADS_QUEUE_URL": "MediaUploadsQueue",
     "MEDIA_UPLOADS_DLQ_URL": "MediaUploadsDeadLetterQueue",

@@ -264,6 +264,8 @@ def fixed_name(resource: dict[str, Any], name: str, attribute: str | None) -> st
         ("AWS::SQS::Queue", "Arn"): f"arn:{region % 'sqs'}:{value}",
         ("AWS::Lambda::Function", None): value,
         ("AWS::Lambda::Function", "Arn"): f"arn:{region % 'lambda'}:function:{value}",
+        ("AWS::S3::Bucket", None): value,
+        ("AWS::S3::Bucket", "Arn"): f"arn:${{AWS::Partition}}:s3:::{value}",
     }
     if (kind, attribute) not in forms:
         raise CompileError(f"{name}.{attribute} is used by another stack and has no fixed form")

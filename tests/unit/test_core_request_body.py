@@ -419,7 +419,7 @@ def _request_models() -> list[type[Any]]:
             for content in operation.get("requestBody", {}).get("content", {}).values():
                 ref = content["schema"].get("$ref", "")
                 names.add(ref.rsplit("/", 1)[-1])
-    contexts = ("alerts", "devices", "identity", "media", "orgs", "tasks", "telemetry")
+    contexts = ("alerts", "chat", "devices", "identity", "media", "orgs", "tasks", "telemetry")
     modules = [importlib.import_module(f"kumo.{context}.schemas") for context in contexts]
     found = {n: getattr(m, n) for m in modules for n in names if hasattr(m, n)}
     assert set(found) == names - {""}, f"request models not found: {names - set(found)}"

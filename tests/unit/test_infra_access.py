@@ -40,6 +40,23 @@ _DEVICE_AND_ALERT_ROUTES = {
     )),
 }  # fmt: skip
 _INGESTION = {"telemetry/ingest_telemetry", "telemetry/device_post_readings"}
+_CHAT_ROUTES = {
+    f"chat/{name}"
+    for name in (
+        "create_channel", "delete_channel", "delete_message", "edit_message", "get_channel",
+        "invite_to_channel", "join_channel", "leave_channel", "list_channel_members",
+        "list_channels", "list_messages", "mark_read", "post_message", "remove_channel_member",
+        "update_channel", "ws_send_message",
+    )
+}  # fmt: skip
+# Chat pushes to live subscribers, and unsubscribes those who left (kumo.chat.live).
+_CHAT_PUSHERS = {
+    f"chat/{name}"
+    for name in (
+        "delete_channel", "delete_message", "edit_message", "invite_to_channel", "leave_channel",
+        "post_message", "remove_channel_member", "ws_send_message",
+    )
+}  # fmt: skip
 _MEDIA_ROUTES = {
     f"media/{name}"
     for name in ("delete_media", "get_media", "list_media", "media_usage", "request_upload")
@@ -49,6 +66,7 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
     # admins for alert e-mails; the health check reads every table it reports on.
     ("OrgsTable", "read"): _DEVICE_AND_ALERT_ROUTES
     | _MEDIA_ROUTES
+    | _CHAT_ROUTES
     | _INGESTION
     | {"realtime/ws_subscribe", "realtime/ws_unsubscribe", "core/health"},
     # A device named by an alert rule or a subscription must be one the caller may see; the
@@ -75,7 +93,8 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
         "alerts/update_alert_rule",
         "devices/mark_offline",
     }
-    | _INGESTION,
+    | _INGESTION
+    | _CHAT_PUSHERS,
     # E-mails: kumo.tasks.service.enqueue_email stores the task, then queues its id only.
     ("TasksTable", "write"): {
         "identity/register",
@@ -92,8 +111,18 @@ DELIBERATE: dict[tuple[str, str], set[str]] = {
     ("TelemetryTable", "read"): {"core/health"},
     ("AlertsTable", "read"): {"core/health"},
     ("ConnectionsTable", "read"): {"core/health"},
-    # An avatar is checked by kumo.media.service.require_ready.
-    ("MediaTable", "read"): {"core/health", "identity/update_me"},
+    # An avatar is checked by kumo.media.service.require_ready; a chat image's links are
+    # given by kumo.media.service.links_of.
+    ("MediaTable", "read"): {
+        "core/health",
+        "identity/update_me",
+        "chat/edit_message",
+        "chat/list_messages",
+    },
+    # A chat image is checked and held for its channel (kumo.media.service.hold).
+    ("MediaTable", "write"): {"chat/post_message", "chat/ws_send_message"},
+    # Subscribing to a chat channel needs its membership (kumo.chat.access.channel_org).
+    ("ChatTable", "read"): {"core/health", "realtime/ws_subscribe", "realtime/ws_unsubscribe"},
 }
 
 

@@ -77,6 +77,13 @@ def test_only_functions_that_push_to_websockets_read_the_management_url():
         "realtime/ws_default",
         "realtime/ws_subscribe",
         "realtime/ws_unsubscribe",
+        "chat/delete_channel",
+        "chat/delete_message",
+        "chat/edit_message",
+        "chat/invite_to_channel",
+        "chat/post_message",
+        "chat/remove_channel_member",
+        "chat/ws_send_message",
     }
 
 

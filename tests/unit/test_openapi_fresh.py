@@ -108,7 +108,8 @@ def test_every_rate_limited_route_declares_its_429(fresh: str) -> None:
 
     # Given every limit Kumo spends, and the routes said to spend them
     declared = {value for value in vars(abuse_limits).values() if isinstance(value, Limit)}
-    routed = {limit for limits in abuse_limits.ROUTES.values() for limit in limits}
+    routes = {**abuse_limits.ROUTES, **abuse_limits.SOCKET_ROUTES}
+    routed = {limit for limits in routes.values() for limit in limits}
     # Then no limit is spent without a route that answers its 429
     assert declared == routed
     # And each of those routes exists and documents the 429 with Retry-After

@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from kumo.chat import access
 from kumo.core import metrics
 from kumo.core.principal import Principal
 from kumo.devices import service as devices
@@ -16,7 +17,11 @@ logger = Logger()
 def _unsubscribe(connection_id: str, principal: Principal, body: str | None) -> dict[str, Any]:
     message = service.parse(body, SubscriptionMessage)
     return service.unsubscribe(
-        connection_id, principal, message, device_org=devices.viewable_device_org
+        connection_id,
+        principal,
+        message,
+        device_org=devices.viewable_device_org,
+        chat_org=access.channel_org,
     )
 
 

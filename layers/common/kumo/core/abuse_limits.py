@@ -43,6 +43,13 @@ EXPORT_PER_USER = Limit("export.user", 30, HOUR, "exports per user")
 COMMAND_PER_USER = Limit("command.user", 120, MINUTE, "device commands per user")
 DEVICE_REGISTER_PER_USER = Limit("device-register.user", 30, HOUR, "device registrations per user")
 UPLOAD_PER_USER = Limit("upload.user", 300, HOUR, "upload forms per user")
+# Chat: a person types a message every few seconds at most; a script does not.
+MESSAGE_PER_USER = Limit("message.user", 30, MINUTE, "chat messages per user")
+MESSAGE_PER_CONNECTION = Limit("message.connection", 20, MINUTE, "chat messages per connection")
+# A channel's password: guesses are spent before the hash is checked, handed back when right.
+CHANNEL_PASSWORD_PER_USER = Limit(
+    "channel-password.user", 5, 15 * MINUTE, "wrong channel passwords per user and channel"
+)
 
 # Which routes spend which limits: each of these answers 429 with Retry-After when one is spent.
 ROUTES: dict[str, tuple[Limit, ...]] = {
@@ -57,4 +64,11 @@ ROUTES: dict[str, tuple[Limit, ...]] = {
     "POST /api/v1/devices/{device_id}/commands": (COMMAND_PER_USER,),
     "POST /api/v1/devices": (DEVICE_REGISTER_PER_USER,),
     "POST /api/v1/media/uploads": (UPLOAD_PER_USER,),
+    "POST /api/v1/chat/channels/{channel_id}/messages": (MESSAGE_PER_USER,),
+    "POST /api/v1/chat/channels/{channel_id}/join": (CHANNEL_PASSWORD_PER_USER,),
+}
+
+# The WebSocket routes that spend limits: their refusal is an error frame with the 429 problem.
+SOCKET_ROUTES: dict[str, tuple[Limit, ...]] = {
+    "send_message": (MESSAGE_PER_USER, MESSAGE_PER_CONNECTION),
 }

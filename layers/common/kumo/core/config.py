@@ -76,6 +76,7 @@ class Settings:
     alerts_table = Env("ALERTS_TABLE")
     connections_table = Env("CONNECTIONS_TABLE")
     media_table = Env("MEDIA_TABLE")
+    chat_table = Env("CHAT_TABLE")
     # Uploads (quarantine/) and the files Kumo judged fit to serve (media/): ADR 28.
     media_bucket = Env("MEDIA_BUCKET")
     # Only the validator's source mapping and the health check name these (kumo.core.health).

@@ -32,6 +32,7 @@ def _targets(settings: Settings) -> dict[str, str]:
         "alerts_table": settings.alerts_table,
         "connections_table": settings.connections_table,
         "media_table": settings.media_table,
+        "chat_table": settings.chat_table,
         "mail_queue": settings.mail_queue_url,
         "mail_dead_letters": settings.mail_dead_letter_url,
         "webhook_queue": settings.webhook_queue_url,

@@ -172,6 +172,15 @@ def links_for(ref: MediaRef) -> MediaLinks:
     return _links(media)
 
 
+def links_of(media_id: str, org_id: str) -> tuple[MediaRef, MediaLinks] | None:
+    """A ready file of the org and its links, for a holder that has checked its caller may see
+    it; None once the file is gone (deleted since it was attached)."""
+    media = find(media_id)
+    if media is None or media.state != "ready" or media.org_id != org_id:
+        return None
+    return _ref(media), _links(media)
+
+
 def media_out(media: MediaModel, *, with_links: bool = True) -> MediaOut:
     ready = media.state == "ready"
     return MediaOut(

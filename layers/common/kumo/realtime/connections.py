@@ -6,7 +6,19 @@ management client (nor need WEBSOCKET_MANAGEMENT_URL).
 
 from __future__ import annotations
 
-from kumo.realtime.models import ChannelMemberModel, ConnectionModel, channel_key, connection_key
+from contextlib import suppress
+
+from pynamodb.exceptions import UpdateError
+
+from kumo.realtime.models import (
+    META,
+    ChannelMemberModel,
+    ConnectionModel,
+    channel_key,
+    chat_channel,
+    connection_key,
+    subscription_sort_key,
+)
 
 
 def remove_connection(connection_id: str, *, also: str = "") -> int:
@@ -23,3 +35,24 @@ def remove_connection(connection_id: str, *, also: str = "") -> int:
         for channel in channels:
             members.delete(ChannelMemberModel(channel_key(channel), connection_id))
     return len(items) + len(channels)
+
+
+def drop_chat_subscriber(org_id: str, channel_id: str, user_id: str) -> int:
+    """Unsubscribe every connection of `user_id` from a chat channel they no longer belong to
+    (they left, were removed, or the channel is gone), so no later message reaches them; how
+    many connections."""
+    channel = chat_channel(org_id, channel_id)
+    theirs = [
+        member
+        for member in ChannelMemberModel.query(channel_key(channel))
+        if member.user_id == user_id
+    ]
+    for member in theirs:
+        member.delete()
+        ConnectionModel(connection_key(member.sk), subscription_sort_key(channel)).delete()
+        with suppress(UpdateError):  # the connection closed meanwhile
+            ConnectionModel(connection_key(member.sk), META).update(
+                actions=[ConnectionModel.subscriptions.add(-1)],
+                condition=ConnectionModel.pk.exists(),
+            )
+    return len(theirs)

@@ -24,7 +24,14 @@ from kumo.core.clock import utc_iso
 from kumo.core.config import get_settings
 from kumo.core.readings import Batch
 from kumo.realtime.connections import remove_connection
-from kumo.realtime.models import ChannelMemberModel, channel_key, device_channel, org_channel
+from kumo.realtime.models import (
+    ChannelMemberModel,
+    channel_key,
+    chat_channel,
+    device_channel,
+    org_channel,
+    user_channel,
+)
 
 logger = Logger(child=True)
 
@@ -132,6 +139,16 @@ def publish_status(org_id: str, device_id: str, status: str, at: str) -> int:
         "at": at,
     }
     return _safely(org_channel(org_id, "status"), [message])
+
+
+def publish_chat(org_id: str, channel_id: str, messages: list[dict[str, Any]]) -> int:
+    """To the subscribers of a chat channel (kumo.chat checks who may subscribe)."""
+    return _safely(chat_channel(org_id, channel_id), messages)
+
+
+def publish_to_user(user_id: str, message: dict[str, Any]) -> int:
+    """To the user's own system channel, on every connection that subscribed to it."""
+    return _safely(user_channel(user_id), [message])
 
 
 def _safely(channel: str, messages: list[dict[str, Any]]) -> int:

@@ -5,9 +5,10 @@ Access patterns (all GetItem or Query):
   a connection's subscriptions CONN#<connection id> / begins_with SUB#   ($disconnect cleanup)
   a channel's connections      CHAN#<channel> / <connection id>        (fan-out)
 
-Channels always start with the org id (`<org>#device#<device>`, `<org>#alerts`,
-`<org>#status`), so a fan-out can only reach connections that subscribed within that org,
-and subscribing checks the caller's membership first. Every item carries `expires_at`:
+Channels start with the org id (`<org>#device#<device>`, `<org>#alerts`, `<org>#status`,
+`<org>#chat#<channel>`), so a fan-out can only reach connections that subscribed within that
+org, and subscribing checks the caller's membership first; a user's own channel
+(`user#<user>`) takes subscriptions from that user only. Every item carries `expires_at`:
 API Gateway closes a connection after two hours at most, and a missed `$disconnect`
 must not leave subscribers behind for ever.
 """
@@ -43,6 +44,16 @@ def device_channel(org_id: str, device_id: str) -> str:
 
 def org_channel(org_id: str, topic: str) -> str:
     return f"{org_id}#{topic}"
+
+
+def chat_channel(org_id: str, channel_id: str) -> str:
+    return f"{org_id}#chat#{channel_id}"
+
+
+def user_channel(user_id: str) -> str:
+    """A user's own channel (invitations, removals, deleted channels): no org, as it follows
+    the user into every org; only that user may subscribe to it."""
+    return f"user#{user_id}"
 
 
 class ConnectionsItem(Model):

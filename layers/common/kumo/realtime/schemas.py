@@ -9,26 +9,32 @@ from pydantic import Field, model_validator
 
 from kumo.core.schemas import StrictModel
 
-Channel = Literal["device", "alerts", "status"]
+Channel = Literal["device", "alerts", "status", "chat", "user"]
 Id = Field(default=None, min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 
+# The id each channel is named by; the user's own channel needs none.
+_NEEDS = {"device": "device_id", "chat": "channel_id", "alerts": "org_id", "status": "org_id"}
+
+
 class SubscriptionMessage(StrictModel):
-    """`{"action": "subscribe"|"unsubscribe", "channel": "device", "device_id": ...}` or
-    `{"action": ..., "channel": "alerts"|"status", "org_id": ...}`; `id` is echoed back."""
+    """`{"action": "subscribe"|"unsubscribe", "channel": "device", "device_id": ...}`,
+    `{"action": ..., "channel": "alerts"|"status", "org_id": ...}`,
+    `{"action": ..., "channel": "chat", "channel_id": ...}` (a chat channel joined) or
+    `{"action": ..., "channel": "user"}` (the caller's own); `id` is echoed back."""
 
     action: Literal["subscribe", "unsubscribe"]
     channel: Channel
     device_id: str | None = Id
     org_id: str | None = Id
+    channel_id: str | None = Id
     id: str | None = Field(default=None, max_length=64)
 
     @model_validator(mode="after")
     def _target(self) -> Self:
-        if self.channel == "device" and not self.device_id:
-            raise ValueError("the device channel needs device_id")
-        if self.channel != "device" and not self.org_id:
-            raise ValueError(f"the {self.channel} channel needs org_id")
+        wanted = _NEEDS.get(self.channel)
+        if wanted is not None and not getattr(self, wanted):
+            raise ValueError(f"the {self.channel} channel needs {wanted}")
         return self
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pynamodb.exceptions import DoesNotExist
 
 from kumo.core import clock, request_body
@@ -24,6 +24,7 @@ from kumo.core.errors import (
     Gone,
     KumoError,
     MalformedJson,
+    NotFound,
     ValidationFailed,
     field_errors,
 )
@@ -36,10 +37,12 @@ from kumo.realtime.models import (
     ChannelMemberModel,
     ConnectionModel,
     channel_key,
+    chat_channel,
     connection_key,
     device_channel,
     org_channel,
     subscription_sort_key,
+    user_channel,
 )
 from kumo.realtime.schemas import PingMessage, SubscriptionMessage
 
@@ -65,7 +68,7 @@ def disconnect(connection_id: str) -> None:
     logger.info("websocket disconnected", connection_id=connection_id, items=removed)
 
 
-def parse(body: str | None, model: type[SubscriptionMessage] | type[PingMessage]) -> Any:
+def parse[M: BaseModel](body: str | None, model: type[M]) -> M:
     """The client's JSON message as `model`: a 400 when it is not JSON (or nests too deep, as
     over HTTP), a 422 naming the fields at fault."""
     data = request_body.decode_json(body or "")
@@ -78,23 +81,39 @@ def parse(body: str | None, model: type[SubscriptionMessage] | type[PingMessage]
 
 # (user id, device id) -> the org of that device, once the user may view it (else NotFound).
 # The caller passes the devices context's check: devices pushes status changes here, so
-# realtime sits below it and does not import it (docs/adr/0020).
+# realtime sits below it and does not import it (docs/adr/0020). The same for chat channels:
+# (user id, channel id) -> the channel's org, once the user has joined it.
 type DeviceOrg = Callable[[str, str], str]
+type ChatOrg = Callable[[str, str], str]
+
+
+def _refuse_chat(user_id: str, channel_id: str) -> str:
+    raise NotFound("No such channel.")
 
 
 def _channel(
-    user_id: str, message: SubscriptionMessage, device_org: DeviceOrg
+    user_id: str,
+    message: SubscriptionMessage,
+    device_org: DeviceOrg,
+    chat_org: ChatOrg = _refuse_chat,
 ) -> tuple[str, dict[str, str]]:
     """The channel a subscription names, once the user may read it; and what the ack echoes."""
     # Here, not at the top: $connect and $disconnect import this module and need it not.
     from kumo.orgs.service import require_org_role
 
-    # The schema requires device_id for the device channel and org_id for the others.
+    # The schema requires the id each channel needs.
     if message.channel == "device":
         device_id = message.device_id or ""
         org_id = device_org(user_id, device_id)
         target = {"channel": "device", "device_id": device_id, "org_id": org_id}
         return device_channel(org_id, device_id), target
+    if message.channel == "chat":
+        channel_id = message.channel_id or ""
+        org_id = chat_org(user_id, channel_id)
+        target = {"channel": "chat", "channel_id": channel_id, "org_id": org_id}
+        return chat_channel(org_id, channel_id), target
+    if message.channel == "user":
+        return user_channel(user_id), {"channel": "user", "user_id": user_id}
     org_id = message.org_id or ""
     require_org_role(org_id, user_id, "viewer")
     return org_channel(org_id, message.channel), {"channel": message.channel, "org_id": org_id}
@@ -113,9 +132,10 @@ def subscribe(
     message: SubscriptionMessage,
     *,
     device_org: DeviceOrg,
+    chat_org: ChatOrg = _refuse_chat,
 ) -> dict[str, Any]:
     """Join the channel; subscribing twice is a no-op. At most `subscriptions_per_connection`."""
-    channel, target = _channel(principal.user_id, message, device_org)
+    channel, target = _channel(principal.user_id, message, device_org, chat_org)
     connection = _connection(connection_id)
     limit = get_settings().subscriptions_per_connection
     existing = ConnectionModel.count(
@@ -164,9 +184,10 @@ def unsubscribe(
     message: SubscriptionMessage,
     *,
     device_org: DeviceOrg,
+    chat_org: ChatOrg = _refuse_chat,
 ) -> dict[str, Any]:
     """Leave the channel; leaving one not joined is a no-op."""
-    channel, target = _channel(principal.user_id, message, device_org)
+    channel, target = _channel(principal.user_id, message, device_org, chat_org)
     _connection(connection_id)
     subscribed = ConnectionModel.count(
         connection_key(connection_id), ConnectionModel.sk == subscription_sort_key(channel)

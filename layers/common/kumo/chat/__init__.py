@@ -1,0 +1,1 @@
+"""Chat: channels of an organization, their messages, and their live stream (ADR 29)."""

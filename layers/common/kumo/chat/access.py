@@ -1,0 +1,80 @@
+"""Who may see a channel, read by every chat route and by the live stream's subscribe (which
+must stay light: no password hashing, no media here)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from kumo.chat.models import (
+    ChannelModel,
+    InvitationModel,
+    MembershipModel,
+    channel_key,
+    invite_sort_key,
+    member_sort_key,
+)
+from kumo.core import dynamo
+from kumo.core.errors import Forbidden, NotFound
+from kumo.core.ids import is_id
+from kumo.orgs.service import require_org_role
+
+NO_CHANNEL: Final = "No such channel."
+
+
+def find(channel_id: str) -> ChannelModel | None:
+    if not is_id(channel_id):
+        return None
+    return dynamo.get_or_none(ChannelModel, channel_key(channel_id), consistent_read=True)
+
+
+def membership(channel_id: str, user_id: str) -> MembershipModel | None:
+    return dynamo.get_or_none(
+        MembershipModel, channel_key(channel_id), member_sort_key(user_id), consistent_read=True
+    )
+
+
+def invited(channel_id: str, user_id: str) -> bool:
+    invitation = dynamo.get_or_none(
+        InvitationModel, channel_key(channel_id), invite_sort_key(user_id), consistent_read=True
+    )
+    return invitation is not None
+
+
+def visible_channel(user_id: str, channel_id: str) -> ChannelModel:
+    """The channel, if the user may see it: in its org, and for a private one a member or
+    invited; otherwise the 404 of a channel that does not exist."""
+    channel = find(channel_id)
+    if channel is None:
+        raise NotFound(NO_CHANNEL)
+    try:
+        require_org_role(channel.org_id, user_id, "viewer")
+    except NotFound as error:
+        raise NotFound(NO_CHANNEL) from error
+    if channel.visibility == "private" and not (
+        membership(channel_id, user_id) or invited(channel_id, user_id)
+    ):
+        raise NotFound(NO_CHANNEL)
+    return channel
+
+
+def member_channel(user_id: str, channel_id: str) -> tuple[ChannelModel, MembershipModel]:
+    """The channel and the user's membership; a 403 for an org member who has not joined a
+    channel they can see, the 404 otherwise."""
+    channel = visible_channel(user_id, channel_id)
+    member = membership(channel_id, user_id)
+    if member is None:
+        raise Forbidden("Join the channel first.")
+    return channel, member
+
+
+def channel_org(user_id: str, channel_id: str) -> str:
+    """The org of a channel the user has joined (the live stream's check); 404 otherwise, so a
+    stranger cannot tell a channel exists."""
+    channel = find(channel_id)
+    if channel is None or membership(channel_id, user_id) is None:
+        raise NotFound(NO_CHANNEL)
+    try:
+        require_org_role(channel.org_id, user_id, "viewer")
+    except NotFound as error:
+        raise NotFound(NO_CHANNEL) from error
+    return channel.org_id

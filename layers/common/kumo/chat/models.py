@@ -1,0 +1,188 @@
+"""Chat table items. Key building for this context lives here and nowhere else.
+
+Access patterns (all GetItem or Query):
+  one channel                    CHANNEL#<id> / META           (its message counter: `seq`)
+  a channel's members            CHANNEL#<id> / begins_with MEMBER#
+  one membership                 CHANNEL#<id> / MEMBER#<user>  (role, read marker)
+  a channel's invitations        CHANNEL#<id> / begins_with INVITE#
+  a channel's messages           CHANNEL#<id> / begins_with MSG# (by sequence number)
+  a retried send                 CHANNEL#<id> / SENT#<user>#<client id>
+  a name taken in an org         ORG#<org> / NAME#<lower-cased name>
+  an org's public channels       gsi1: PUBLIC#<org> / <lower-cased name>
+  a user's channels              gsi2: USER#<user> / <channel id>   (memberships)
+  a user's invitations           gsi2: INVITED#<user> / <channel id>
+  rate counters                  RATE#<limit>#<subject> / WINDOW#<start> (kumo.core.rate_limit)
+
+A channel's messages sit in its partition under their sequence number, zero-padded, so a
+Query reads them in order from any point (`after_seq`) and a gap is visible at once.
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from kumo.core.config import get_settings
+
+META = "META"
+MEMBER_PREFIX = "MEMBER#"
+INVITE_PREFIX = "INVITE#"
+MESSAGE_PREFIX = "MSG#"
+_SEQ_DIGITS = 12
+
+
+def channel_key(channel_id: str) -> str:
+    return f"CHANNEL#{channel_id}"
+
+
+def member_sort_key(user_id: str) -> str:
+    return f"{MEMBER_PREFIX}{user_id}"
+
+
+def invite_sort_key(user_id: str) -> str:
+    return f"{INVITE_PREFIX}{user_id}"
+
+
+def message_sort_key(seq: int) -> str:
+    return f"{MESSAGE_PREFIX}{seq:0{_SEQ_DIGITS}d}"
+
+
+def sent_sort_key(user_id: str, client_id: str) -> str:
+    return f"SENT#{user_id}#{client_id}"
+
+
+def name_key(org_id: str) -> str:
+    return f"ORG#{org_id}"
+
+
+def name_sort_key(name: str) -> str:
+    return f"NAME#{name.casefold()}"
+
+
+def public_key(org_id: str) -> str:
+    return f"PUBLIC#{org_id}"
+
+
+def user_key(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def invited_key(user_id: str) -> str:
+    return f"INVITED#{user_id}"
+
+
+class ChatItem(Model):
+    """An item of the chat table: the table and its key, for every model stored there."""
+
+    class Meta:
+        table_name = get_settings().chat_table
+        region = get_settings().region
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class PublicChannelsIndex(GlobalSecondaryIndex["ChannelModel"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class ChannelModel(ChatItem):
+    sk = UnicodeAttribute(range_key=True, default=META)
+    channel_id = UnicodeAttribute()
+    org_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    # public: any org member may find and join it; private: by invitation only.
+    visibility = UnicodeAttribute()
+    # argon2id, or None for a channel without a password.
+    password_hash = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    # The last message's sequence number: moved by one in the transaction that stores the
+    # next message, on the condition that it still is what the sender read.
+    seq = NumberAttribute(default=0)
+    member_count = NumberAttribute(default=0)
+    # Public channels only (a sparse index): what members browse.
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+
+    public = PublicChannelsIndex()
+
+
+class NameModel(ChatItem):
+    """ORG#<org> / NAME#<name>: a name taken in the org, so two channels cannot share it."""
+
+    channel_id = UnicodeAttribute()
+
+
+class UserChannelsIndex(GlobalSecondaryIndex["MembershipModel"]):
+    class Meta:
+        index_name = "gsi2"
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
+
+
+class MembershipModel(ChatItem):
+    channel_id = UnicodeAttribute()
+    org_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    joined_at = UnicodeAttribute()
+    # The newest message the member has read: unread = the channel's seq minus this.
+    last_read_seq = NumberAttribute(default=0)
+    gsi2pk = UnicodeAttribute()
+    gsi2sk = UnicodeAttribute()
+
+    by_user = UserChannelsIndex()
+
+
+class InvitationModel(ChatItem):
+    """An invitation to a private channel, spent by joining."""
+
+    channel_id = UnicodeAttribute()
+    org_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    invited_by = UnicodeAttribute()
+    invited_at = UnicodeAttribute()
+    gsi2pk = UnicodeAttribute()
+    gsi2sk = UnicodeAttribute()
+
+    by_user = UserChannelsIndex()
+
+
+class MessageModel(ChatItem):
+    channel_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    message_id = UnicodeAttribute()
+    author_id = UnicodeAttribute()
+    text = UnicodeAttribute(default="")
+    media_id = UnicodeAttribute(null=True)
+    sketch_id = UnicodeAttribute(null=True)
+    client_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    edited_at = UnicodeAttribute(null=True)
+    # A deleted message keeps its place (its sequence number) with no content.
+    deleted = BooleanAttribute(default=False)
+    deleted_by = UnicodeAttribute(null=True)
+
+
+class SentModel(ChatItem):
+    """A client's id for a send: a retry answers the message stored the first time."""
+
+    seq = NumberAttribute()
+    expires_at = NumberAttribute()
+
+
+class RateCounterModel(ChatItem):
+    """A rate-limit window of this context's limits (kumo.core.rate_limit, ADR 24)."""
+
+    hits = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
