@@ -438,7 +438,8 @@ def apply_engine_workarounds(
     # 1. TimeToLiveSpecification of every table.
     dynamodb = _client(stack, "dynamodb")
     for name in (
-        "identity", "orgs", "tasks", "devices", "telemetry", "alerts", "connections", "media", "chat",
+        "identity", "orgs", "tasks", "devices", "telemetry", "alerts", "connections", "media",
+        "chat",
     ):  # fmt: skip
         table = f"kumo-{STAGE}-{name}"
         described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
