@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from kumo.chat.models import (
+    META,
     ChannelModel,
     InvitationModel,
     MembershipModel,
@@ -24,7 +25,7 @@ NO_CHANNEL: Final = "No such channel."
 def find(channel_id: str) -> ChannelModel | None:
     if not is_id(channel_id):
         return None
-    return dynamo.get_or_none(ChannelModel, channel_key(channel_id), consistent_read=True)
+    return dynamo.get_or_none(ChannelModel, channel_key(channel_id), META, consistent_read=True)
 
 
 def membership(channel_id: str, user_id: str) -> MembershipModel | None:
