@@ -38,6 +38,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 WRITES = {"post", "put", "patch", "delete"}
 ORG_NAME = "Matrix Tenant A"
 DEVICE_NAME = "matrix-probe-a"
+CHANNEL_NAME = "matrix-private-a"
+CHANNEL_PASSWORD = "matrix channel 42"
 
 # Who fills each id an operation names: the generator's vocabulary. `{name}` in a query or a
 # body is filled the same way.
@@ -52,6 +54,8 @@ IDS = {
     "invitation_id",
     "user_id",
     "media_id",
+    "channel_id",
+    "seq",
 }
 # Query parameters an operation needs before it looks at the id (else it answers 422 first).
 QUERIES: dict[str, dict[str, str]] = {
@@ -61,6 +65,7 @@ QUERIES: dict[str, dict[str, str]] = {
     "GET /api/v1/devices/{device_id}/readings": {"metric": "temp"},
     "GET /api/v1/media": {"org_id": "{org_id}"},
     "GET /api/v1/media/usage": {"org_id": "{org_id}"},
+    "GET /api/v1/chat/channels": {"org_id": "{org_id}"},
 }
 NOW = datetime.now(UTC)
 # A valid body for each write that takes one, so the refusal is about the tenant, not the body.
@@ -96,6 +101,14 @@ BODIES: dict[str, dict[str, Any]] = {
         "content_type": "image/png",
         "size": 100,
     },
+    "POST /api/v1/chat/channels": {"org_id": "{org_id}", "name": "intruder"},
+    "PATCH /api/v1/chat/channels/{channel_id}": {"name": "taken-over", "password": None},
+    "POST /api/v1/chat/channels/{channel_id}/invitations": {"user_id": "{user_id}"},
+    # The right password: the channel's visibility, not the password, keeps them out.
+    "POST /api/v1/chat/channels/{channel_id}/join": {"password": CHANNEL_PASSWORD},
+    "POST /api/v1/chat/channels/{channel_id}/messages": {"text": "intruder"},
+    "PATCH /api/v1/chat/channels/{channel_id}/messages/{seq}": {"text": "taken over"},
+    "POST /api/v1/chat/channels/{channel_id}/read": {"seq": 1},
     # Not an id in the path, but a reference to tenant A's file in the body.
     "PATCH /api/v1/users/me": {"avatar_media_id": "{media_id}"},
 }
@@ -204,6 +217,24 @@ def _join(api: Api, outbox: Outbox, owner: str, org_id: str, role: str) -> dict[
     return person
 
 
+def _private_channel(api: Api, owner: str, org_id: str, member: dict[str, Any]) -> str:
+    """A private channel with a password, the member invited and joined, and a message with
+    the org's picture."""
+    body = {
+        "org_id": org_id,
+        "name": CHANNEL_NAME,
+        "visibility": "private",
+        "password": CHANNEL_PASSWORD,
+    }
+    channel_id: str = _ok(api.post("/api/v1/chat/channels", token=owner, json=body), 201)["id"]
+    chat = f"/api/v1/chat/channels/{channel_id}"
+    invite = {"user_id": member["id"]}
+    invited = api.post(f"{chat}/invitations", token=owner, json=invite)
+    assert invited.status_code == 204, invited.text
+    _ok(api.post(f"{chat}/join", token=member["access_token"], json={}))
+    return channel_id
+
+
 def _ready_file(api: Api, token: str, org_id: str) -> str:
     """A picture of the org's, uploaded with its form and judged ready."""
     picture = io.BytesIO()
@@ -263,6 +294,9 @@ def tenant_a(api: Api, outbox: Outbox, receiver: Receiver) -> Tenant:
     task_body = {"name": "matrix task", "schedule": "0 0 1 1 *", "url": receiver.base + "/t/m/ok"}
     task = _ok(api.post("/api/v1/scheduled-tasks", token=token, json=task_body), 201)
     media_id = _ready_file(api, token, org_id)
+    channel_id = _private_channel(api, token, org_id, member)
+    message = {"text": "first", "media_id": media_id}
+    _ok(api.post(f"/api/v1/chat/channels/{channel_id}/messages", token=token, json=message), 201)
     return Tenant(
         ids={
             "org_id": org_id,
@@ -275,6 +309,8 @@ def tenant_a(api: Api, outbox: Outbox, receiver: Receiver) -> Tenant:
             "invitation_id": _ok(invitation, 201)["id"],
             "user_id": member["id"],
             "media_id": media_id,
+            "channel_id": channel_id,
+            "seq": "1",
             "intruder_email": unique_email("matrix-intruder"),
         },
         owner=token,
@@ -311,7 +347,7 @@ def _refused(response: Any, op: Operation, who: str) -> str | None:
         return f"{op} as {who}: {response.status_code} {response.text[:200]}"
     if not response.headers.get("content-type", "").startswith("application/problem+json"):
         return f"{op} as {who}: not a problem body ({response.headers.get('content-type')})"
-    if ORG_NAME in response.text or DEVICE_NAME in response.text:
+    if any(name in response.text for name in (ORG_NAME, DEVICE_NAME, CHANNEL_NAME)):
         return f"{op} as {who}: the refusal shows tenant A's data"
     return None
 
@@ -338,7 +374,14 @@ def _snapshot(api: Api, a: Tenant) -> dict[str, Any]:
     media = get(f"/api/v1/media/{ids['media_id']}")
     files = get("/api/v1/media", org_id=ids["org_id"])["items"]
     usage = get("/api/v1/media/usage", org_id=ids["org_id"])
+    chat = f"/api/v1/chat/channels/{ids['channel_id']}"
+    channel = get(chat)
+    messages = get(f"{chat}/messages")["items"]
+    chat_members = get(f"{chat}/members")["items"]
     return {
+        "channel": (channel["name"], channel["has_password"], channel["last_seq"]),
+        "messages": sorted((m["seq"], m["text"], m["deleted"]) for m in messages),
+        "chat_members": sorted((m["user_id"], m["last_read_seq"]) for m in chat_members),
         "org": (org["name"], org.get("telemetry_retention_days")),
         "members": sorted((m["user_id"], m["role"]) for m in members),
         "invitations": sorted(i["id"] for i in invitations),
