@@ -81,6 +81,17 @@ SEMANTIC: dict[str, tuple[str, list[str]]] = {
         "422",
         ["POST /api/v1/media/uploads"],
     ),
+    "chat rules": (
+        # A message needs text or a ready picture of the channel's org; a read marker stops at
+        # the newest message; only a private channel takes invitations, of the org's members.
+        "422",
+        [
+            "POST /api/v1/chat/channels/{channel_id}/messages",
+            "PATCH /api/v1/chat/channels/{channel_id}/messages/{seq}",
+            "POST /api/v1/chat/channels/{channel_id}/read",
+            "POST /api/v1/chat/channels/{channel_id}/invitations",
+        ],
+    ),
     "schedules and targets": (
         # Cron and rate expressions, IANA time zones, public http(s) webhook targets, known
         # mail templates (ADR 10).

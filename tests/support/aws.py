@@ -21,6 +21,7 @@ import boto3
 import moto.dynamodb.models as moto_dynamodb
 from botocore.handlers import BUILTIN_HANDLERS
 from moto import mock_aws
+from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.base_backend import BackendDict
 from moto.core.models import botocore_stubber
@@ -184,3 +185,19 @@ def bus_recorder(source: str, bus: str) -> Callable[[], list[dict[str, Any]]]:
         return [json.loads(m["Body"]) for m in messages]
 
     return received
+
+
+def posted_to(connection_id: str) -> list[dict[str, Any]]:
+    """Every message posted to a WebSocket connection through moto's management API, in
+    order (moto appends the frames back to back)."""
+    backend = apigatewaymanagementapi_backends[DEFAULT_ACCOUNT_ID][REGION]
+    raw = (
+        backend.connections[connection_id].data.decode()
+        if connection_id in backend.connections
+        else ""
+    )
+    decoder, messages, index = json.JSONDecoder(), [], 0
+    while index < len(raw):
+        message, index = decoder.raw_decode(raw, index)
+        messages.append(message)
+    return messages

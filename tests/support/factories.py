@@ -1,5 +1,5 @@
 """The Given of unit tests: people as the authorizer presents them, orgs with members,
-registered devices, tokens.
+registered devices, tokens, chat channels, WebSocket connections and their subscriptions.
 
 Every builder makes fresh ids and addresses, so tests never share keys. Those that store
 something need the `aws` fixture; `principal_for`, `device_principal`, `new_principal`,
@@ -137,6 +137,58 @@ def new_fleet(name: str = "Fleet", *, devices: int = 1) -> Fleet:
         register_device(org_id, owner["subject_id"], f"probe-{n}").device_id for n in range(devices)
     )
     return Fleet(org_id, owner, registered)
+
+
+def new_channel(
+    org_id: str,
+    creator_id: str,
+    *,
+    name: str | None = None,
+    visibility: str = "public",
+    password: str | None = None,
+) -> str:
+    """A chat channel created by a member of the org (a fresh name unless `name` is given);
+    answers its id. Its creator is its first member."""
+    from kumo.chat import channels
+    from kumo.chat.schemas import CreateChannelRequest
+
+    request: Any = CreateChannelRequest(
+        org_id=org_id,
+        name=name or f"room-{uuid.uuid4().hex[:12]}",
+        visibility=visibility,
+        password=password,
+    )
+    return str(channels.create_channel(user_id=creator_id, request=request).channel_id)
+
+
+def websocket_connection(user_id: str) -> str:
+    """A fresh WebSocket connection of the user, as $connect stores it; answers its id."""
+    from kumo.core.ids import new_id
+    from kumo.core.principal import Principal
+    from kumo.realtime import service
+
+    connection_id = f"conn-{new_id()}"
+    service.connect(connection_id, Principal.from_context(principal_for(user_id)))
+    return connection_id
+
+
+def websocket_subscribe(connection_id: str, user_id: str, channel: str, **ids: str) -> Any:
+    """Subscribe the connection to `channel` (named by its `device_id`, `org_id` or
+    `channel_id`) with the checks the ws_subscribe function passes; answers the ack."""
+    from kumo.chat import access
+    from kumo.core.principal import Principal
+    from kumo.devices import service as devices
+    from kumo.realtime import service
+    from kumo.realtime.schemas import SubscriptionMessage
+
+    message: Any = SubscriptionMessage(action="subscribe", channel=channel, **ids)
+    return service.subscribe(
+        connection_id,
+        Principal.from_context(principal_for(user_id)),
+        message,
+        device_org=devices.viewable_device_org,
+        chat_org=access.channel_org,
+    )
 
 
 def reset_token(email: str) -> str:

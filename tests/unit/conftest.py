@@ -93,6 +93,17 @@ def media_bucket(aws: None) -> str:
     return name
 
 
+@pytest.fixture
+def fresh_management_client() -> Iterator[None]:
+    """The WebSocket management client is cached per container; a test that reads what was
+    posted (tests.support.aws.posted_to) gets its own, free of an earlier test's patches."""
+    from kumo.realtime import fanout
+
+    fanout.management_client.cache_clear()
+    yield
+    fanout.management_client.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def fixed_signing_keys(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
@@ -209,6 +220,29 @@ def call_api(load_event: Callable[[str], dict[str, Any]]) -> Callable[..., dict[
         return response
 
     return call
+
+
+@pytest.fixture
+def ws(load_event: Callable[[str], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Run a WebSocket route's handler as API Gateway would, for `principal` on `connection`
+    (what it posts back: tests.support.aws.posted_to)."""
+
+    def send(
+        function: str,
+        connection: str,
+        principal: dict[str, str],
+        body: Any = None,
+    ) -> dict[str, Any]:
+        event = load_event("realtime/subscribe")
+        event["requestContext"]["connectionId"] = connection
+        event["requestContext"]["authorizer"] = principal
+        event["body"] = body if isinstance(body, str) or body is None else json.dumps(body)
+        result: dict[str, Any] = load_handler(f"realtime/{function}").lambda_handler(
+            event, FakeContext()
+        )
+        return result
+
+    return send
 
 
 def pytest_configure() -> None:

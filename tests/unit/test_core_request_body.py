@@ -347,8 +347,8 @@ def frame(load_event: Callable[[str], dict[str, Any]]) -> Callable[[str, str], l
     from kumo.core.ids import new_id
     from kumo.realtime import fanout
 
+    from tests.support.aws import posted_to
     from tests.support.factories import principal_for
-    from tests.unit.test_realtime import sent
 
     def send(function: str, body: str) -> list[Any]:
         fanout.management_client.cache_clear()
@@ -359,7 +359,7 @@ def frame(load_event: Callable[[str], dict[str, Any]]) -> Callable[[str, str], l
         event["body"] = body
         result = load_handler(f"realtime/{function}").lambda_handler(event, FakeContext())
         assert result == {"statusCode": 200}
-        return sent(connection)
+        return posted_to(connection)
 
     return send
 

@@ -46,7 +46,7 @@ _CHAT_ROUTES = {
         "create_channel", "delete_channel", "delete_message", "edit_message", "get_channel",
         "invite_to_channel", "join_channel", "leave_channel", "list_channel_members",
         "list_channels", "list_messages", "mark_read", "post_message", "remove_channel_member",
-        "update_channel", "ws_send_message",
+        "update_channel", "ws_send_message", "get_presence", "ws_typing",
     )
 }  # fmt: skip
 # Chat pushes to live subscribers, and unsubscribes those who left (kumo.chat.live).
@@ -54,7 +54,8 @@ _CHAT_PUSHERS = {
     f"chat/{name}"
     for name in (
         "delete_channel", "delete_message", "edit_message", "invite_to_channel", "leave_channel",
-        "post_message", "remove_channel_member", "ws_send_message",
+        "post_message", "remove_channel_member", "ws_send_message", "ws_presence", "ws_typing",
+        "sweep_presence",
     )
 }  # fmt: skip
 _MEDIA_ROUTES = {

@@ -84,6 +84,9 @@ def test_only_functions_that_push_to_websockets_read_the_management_url():
         "chat/post_message",
         "chat/remove_channel_member",
         "chat/ws_send_message",
+        "chat/ws_presence",
+        "chat/ws_typing",
+        "chat/sweep_presence",
     }
 
 

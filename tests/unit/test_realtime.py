@@ -5,7 +5,7 @@ status to the right channels only, and gone connections."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,37 +27,16 @@ from kumo.realtime.models import (
     org_channel,
 )
 from kumo.telemetry.contract import Batch, Reading
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from tests.support import factories
+from tests.support.aws import posted_to
 from tests.support.factories import access_token, new_fleet
 from tests.unit.conftest import FakeContext, load_handler
 
 PROBLEM = "urn:kumo:problem:"
 T0 = 1_714_564_800_000
 
-
-@pytest.fixture(autouse=True)
-def fresh_client() -> Iterator[None]:
-    """The management client is cached per container; each test gets its own under moto."""
-    fanout.management_client.cache_clear()
-    yield
-    fanout.management_client.cache_clear()
-
-
-def sent(connection_id: str) -> list[dict[str, Any]]:
-    """Every message posted to a connection (moto appends the frames back to back)."""
-    backend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-    raw = (
-        backend.connections[connection_id].data.decode()
-        if connection_id in backend.connections
-        else ""
-    )
-    decoder, messages, index = json.JSONDecoder(), [], 0
-    while index < len(raw):
-        message, index = decoder.raw_decode(raw, index)
-        messages.append(message)
-    return messages
+pytestmark = pytest.mark.usefixtures("fresh_management_client")
 
 
 class World:
@@ -80,28 +59,6 @@ def world(aws: None) -> World:
 
 
 Send = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def ws(load_event: Callable[[str], dict[str, Any]]) -> Send:
-    """Run a WebSocket route's handler as API Gateway would, for `principal` on `connection`."""
-
-    def send(
-        function: str,
-        connection: str,
-        principal: dict[str, str],
-        body: Any = None,
-    ) -> dict[str, Any]:
-        event = load_event("realtime/subscribe")
-        event["requestContext"]["connectionId"] = connection
-        event["requestContext"]["authorizer"] = principal
-        event["body"] = body if isinstance(body, str) or body is None else json.dumps(body)
-        result: dict[str, Any] = load_handler(f"realtime/{function}").lambda_handler(
-            event, FakeContext()
-        )
-        return result
-
-    return send
 
 
 def connect(
@@ -261,7 +218,7 @@ def test_member_subscribes_to_a_device_and_gets_an_ack(load_event, ws, world):
     assert ws("ws_subscribe", "c1", viewer, subscribe_device(world.device_id)) == {
         "statusCode": 200
     }
-    assert sent("c1") == [
+    assert posted_to("c1") == [
         {
             "event": "subscribed",
             "channel": "device",
@@ -281,7 +238,7 @@ def test_subscribing_twice_keeps_one_subscription(load_event, ws, world):
     connect(load_event, "c1", world.owner)
     ws("ws_subscribe", "c1", world.owner, subscribe_device(world.device_id, "a"))
     ws("ws_subscribe", "c1", world.owner, subscribe_device(world.device_id, "b"))
-    assert [m["event"] for m in sent("c1")] == ["subscribed", "subscribed"]
+    assert [m["event"] for m in posted_to("c1")] == ["subscribed", "subscribed"]
     assert ConnectionModel.get(connection_key("c1"), META).subscriptions == 1
     assert ChannelMemberModel.count(channel_key(device_channel(world.org_id, world.device_id))) == 1
 
@@ -289,7 +246,7 @@ def test_subscribing_twice_keeps_one_subscription(load_event, ws, world):
 def test_stranger_cannot_subscribe_to_another_orgs_device(load_event, ws, world):
     connect(load_event, "c1", world.stranger)
     ws("ws_subscribe", "c1", world.stranger, subscribe_device(world.device_id, "x"))
-    [reply] = sent("c1")
+    [reply] = posted_to("c1")
     assert reply["event"] == "error" and reply["id"] == "x"
     assert reply["problem"]["status"] == 404
     assert reply["problem"]["type"] == f"{PROBLEM}not-found"
@@ -306,7 +263,7 @@ def test_stranger_cannot_subscribe_to_another_orgs_channels(load_event, ws, worl
         world.stranger,
         {"action": "subscribe", "channel": channel, "org_id": world.org_id},
     )
-    [reply] = sent("c1")
+    [reply] = posted_to("c1")
     assert reply["problem"]["status"] == 404
     assert ChannelMemberModel.count(channel_key(org_channel(world.org_id, channel))) == 0
 
@@ -321,7 +278,7 @@ def test_viewer_subscribes_to_the_orgs_channels(load_event, ws, world, channel):
         viewer,
         {"action": "subscribe", "channel": channel, "org_id": world.org_id},
     )
-    assert sent("c1") == [{"event": "subscribed", "channel": channel, "org_id": world.org_id}]
+    assert posted_to("c1") == [{"event": "subscribed", "channel": channel, "org_id": world.org_id}]
 
 
 @pytest.mark.parametrize(
@@ -338,7 +295,7 @@ def test_viewer_subscribes_to_the_orgs_channels(load_event, ws, world, channel):
 def test_malformed_subscription_gets_a_422_and_stores_nothing(load_event, ws, world, body, field):
     connect(load_event, "c1", world.owner)
     ws("ws_subscribe", "c1", world.owner, body)
-    [reply] = sent("c1")
+    [reply] = posted_to("c1")
     assert reply["event"] == "error"
     assert reply["problem"]["status"] == 422
     assert reply["problem"]["type"] == f"{PROBLEM}validation-error"
@@ -361,7 +318,7 @@ def test_subscription_limit_answers_409(load_event, ws, world, monkeypatch):
         )
     finally:
         get_settings.cache_clear()
-    first, second = sent("c1")
+    first, second = posted_to("c1")
     assert first["event"] == "subscribed"
     assert second["problem"]["status"] == 409
     assert second["problem"]["type"] == f"{PROBLEM}subscription-limit-reached"
@@ -371,7 +328,7 @@ def test_subscription_limit_answers_409(load_event, ws, world, monkeypatch):
 
 def test_subscribing_on_a_closed_connection_is_gone(ws, world):
     ws("ws_subscribe", "c-closed", world.owner, subscribe_device(world.device_id))
-    [reply] = sent("c-closed")
+    [reply] = posted_to("c-closed")
     assert reply["problem"]["status"] == 410
     assert ChannelMemberModel.count(channel_key(device_channel(world.org_id, world.device_id))) == 0
 
@@ -381,7 +338,7 @@ def test_unsubscribe_removes_the_subscription(load_event, ws, world):
     ws("ws_subscribe", "c1", world.owner, subscribe_device(world.device_id))
     body = {**subscribe_device(world.device_id, "u1"), "action": "unsubscribe"}
     ws("ws_unsubscribe", "c1", world.owner, body)
-    assert sent("c1")[-1] == {
+    assert posted_to("c1")[-1] == {
         "event": "unsubscribed",
         "channel": "device",
         "device_id": world.device_id,
@@ -396,14 +353,14 @@ def test_unsubscribing_what_was_never_joined_is_a_no_op(load_event, ws, world):
     connect(load_event, "c1", world.owner)
     body = {**subscribe_device(world.device_id), "action": "unsubscribe"}
     ws("ws_unsubscribe", "c1", world.owner, body)
-    assert sent("c1")[-1]["event"] == "unsubscribed"
+    assert posted_to("c1")[-1]["event"] == "unsubscribed"
     assert ConnectionModel.get(connection_key("c1"), META).subscriptions == 0
 
 
 def test_ping_answers_pong_with_the_id(load_event, ws, world):
     connect(load_event, "c1", world.owner)
     ws("ws_default", "c1", world.owner, {"action": "ping", "id": "p"})
-    [reply] = sent("c1")
+    [reply] = posted_to("c1")
     assert reply["event"] == "pong" and reply["id"] == "p" and reply["at"].endswith("Z")
 
 
@@ -411,7 +368,7 @@ def test_ping_answers_pong_with_the_id(load_event, ws, world):
 def test_unknown_action_gets_a_400(load_event, ws, world, body):
     connect(load_event, "c1", world.owner)
     ws("ws_default", "c1", world.owner, body)
-    [reply] = sent("c1")
+    [reply] = posted_to("c1")
     assert reply["problem"]["status"] == 400
     assert reply["problem"]["actions"] == ["subscribe", "unsubscribe", "ping"]
 
@@ -427,7 +384,7 @@ def _subscribe(
 
 
 def _events(connection_id: str, event: str) -> list[dict[str, Any]]:
-    return [m for m in sent(connection_id) if m["event"] == event]
+    return [m for m in posted_to(connection_id) if m["event"] == event]
 
 
 def test_readings_reach_the_devices_subscribers_in_one_message_per_device(load_event, ws, world):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from aws_lambda_powertools import Logger
+from pynamodb.exceptions import UpdateError
 
 from kumo.chat import access, live
 from kumo.chat.errors import MessageDeleted
@@ -83,7 +84,7 @@ def post_message(
 ) -> tuple[MessageOut, bool]:
     """Store the message and push it to the channel; answers it and whether it was a replay
     of an earlier send with the same client id (which spends no allowance)."""
-    channel, _ = access.member_channel(user_id, channel_id)
+    channel, member = access.member_channel(user_id, channel_id)
     text = _text(request.text, image=request.media_id is not None)
     earlier = _replay(channel_id, user_id, request.client_id)
     if earlier is not None:
@@ -107,6 +108,7 @@ def post_message(
         rate_limit.refund_all(spent)
         return out, True
     live.tell_channel(channel.org_id, channel_id, {"event": "message", "message": out.model_dump()})
+    _read_up_to(member, int(message.seq))  # what one wrote is not unread to oneself
     logger.info("message sent", channel_id=channel_id, seq=int(message.seq))
     return out, False
 
@@ -177,7 +179,7 @@ def list_messages(
     the history newest first. Answers the channel's org with the page."""
     channel, _ = access.member_channel(user_id, channel_id)
     partition = channel_key(channel_id)
-    start = decode_cursor(cursor, partition=("pk", partition))
+    start = decode_cursor(cursor, partition=("pk", partition), sort_prefix=("sk", MESSAGE_PREFIX))
     if after_seq is not None:
         condition = MessageModel.sk.between(
             message_sort_key(after_seq + 1), message_sort_key(_LAST)
@@ -193,10 +195,7 @@ def list_messages(
             limit=clamp_limit(limit),
             last_evaluated_key=start,
         )
-    found = list(results)
-    if any(not m.sk.startswith(MESSAGE_PREFIX) for m in found):
-        raise invalid("cursor", "The cursor belongs to another list.")
-    return channel.org_id, found, encode_cursor(results.last_evaluated_key)
+    return channel.org_id, list(results), encode_cursor(results.last_evaluated_key)
 
 
 def _own_message(user_id: str, channel_id: str, seq: int) -> tuple[ChannelModel, MessageModel]:
@@ -256,12 +255,21 @@ def mark_read(*, user_id: str, channel_id: str, seq: int) -> MembershipModel:
     channel, member = access.member_channel(user_id, channel_id)
     if seq > int(channel.seq):
         raise invalid("seq", f"The channel's newest message is {int(channel.seq)}.")
-    dynamo.conditional_update(
-        member,
-        actions=[MembershipModel.last_read_seq.set(seq)],
-        condition=MembershipModel.last_read_seq < seq,
-    )
+    _read_up_to(member, seq)
     return member
+
+
+def _read_up_to(member: MembershipModel, seq: int) -> None:
+    """Move the marker forward; a marker further on already, or a member who left meanwhile,
+    is left as it is."""
+    try:
+        member.update(
+            actions=[MembershipModel.last_read_seq.set(seq)],
+            condition=MembershipModel.sk.exists() & (MembershipModel.last_read_seq < seq),
+        )
+    except UpdateError as error:
+        if not dynamo.condition_failed(error):
+            raise
 
 
 def message_out(message: MessageModel, org_id: str) -> MessageOut:

@@ -11,6 +11,8 @@ Access patterns (all GetItem or Query):
   an org's public channels       gsi1: PUBLIC#<org> / <lower-cased name>
   a user's channels              gsi2: USER#<user> / <channel id>   (memberships)
   a user's invitations           gsi2: INVITED#<user> / <channel id>
+  a user's presence              PRESENCE#<user> / META         (their last heartbeat)
+  users who may still be online  gsi1: PRESENT#<shard> / <deadline>#<user>   (the sweep)
   rate counters                  RATE#<limit>#<subject> / WINDOW#<start> (kumo.core.rate_limit)
 
 A channel's messages sit in its partition under their sequence number, zero-padded, so a
@@ -62,6 +64,14 @@ def name_sort_key(name: str) -> str:
 
 def public_key(org_id: str) -> str:
     return f"PUBLIC#{org_id}"
+
+
+def presence_key(user_id: str) -> str:
+    return f"PRESENCE#{user_id}"
+
+
+def present_key(shard: int) -> str:
+    return f"PRESENT#{shard}"
 
 
 def user_key(user_id: str) -> str:
@@ -179,6 +189,35 @@ class SentModel(ChatItem):
 
     seq = NumberAttribute()
     expires_at = NumberAttribute()
+
+
+class PresentIndex(GlobalSecondaryIndex["PresenceModel"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class PresenceModel(ChatItem):
+    """What the user's last heartbeat said, on any of their connections. It counts until
+    `fresh_until`; DynamoDB's TTL removes it some time later, so readers go by the former."""
+
+    sk = UnicodeAttribute(range_key=True, default=META)
+    # online or away: offline is no item, or one past `fresh_until`.
+    status = UnicodeAttribute()
+    seen_at = UnicodeAttribute()
+    fresh_until = NumberAttribute()
+    # What the channels the user shares were last told, and when (pushes are throttled).
+    told_status = UnicodeAttribute(null=True)
+    told_at = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+    # While it may count as online (a sparse index): what the sweep reads.
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+
+    present = PresentIndex()
 
 
 class RateCounterModel(ChatItem):

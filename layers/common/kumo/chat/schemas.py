@@ -79,6 +79,30 @@ class SendMessageFrame(PostMessageRequest):
     id: str | None = Field(default=None, max_length=64)
 
 
+class PresenceFrame(StrictModel):
+    """`{"action": "presence", "status": "online"|"away"|"offline"}`: a heartbeat, every 15 to
+    20 seconds, and at once when what the client shows changes."""
+
+    action: Literal["presence"]
+    status: Literal["online", "away", "offline"]
+    id: str | None = Field(default=None, max_length=64)
+
+
+class TypingFrame(StrictModel):
+    """`{"action": "typing", "channel_id": ...}`: passed on to the channel, never stored."""
+
+    action: Literal["typing"]
+    channel_id: Id
+    id: str | None = Field(default=None, max_length=64)
+
+
+class PresenceOut(BaseModel):
+    user_id: str
+    status: Literal["online", "away", "offline"]
+    seen_at: str | None = Field(description="The user's last heartbeat, if any is kept.")
+    until: str | None = Field(description="When the status runs out without a heartbeat.")
+
+
 class ChannelOut(BaseModel):
     id: str
     org_id: str

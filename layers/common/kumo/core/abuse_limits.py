@@ -46,6 +46,10 @@ UPLOAD_PER_USER = Limit("upload.user", 300, HOUR, "upload forms per user")
 # Chat: a person types a message every few seconds at most; a script does not.
 MESSAGE_PER_USER = Limit("message.user", 30, MINUTE, "chat messages per user")
 MESSAGE_PER_CONNECTION = Limit("message.connection", 20, MINUTE, "chat messages per connection")
+# Live frames that are never stored: a heartbeat every 15 to 20 seconds, a typing notice every
+# few seconds while typing.
+PRESENCE_PER_CONNECTION = Limit("presence.connection", 12, MINUTE, "presence frames per connection")
+TYPING_PER_CONNECTION = Limit("typing.connection", 30, MINUTE, "typing notices per connection")
 # A channel's password: guesses are spent before the hash is checked, handed back when right.
 CHANNEL_PASSWORD_PER_USER = Limit(
     "channel-password.user", 5, 15 * MINUTE, "wrong channel passwords per user and channel"
@@ -71,4 +75,6 @@ ROUTES: dict[str, tuple[Limit, ...]] = {
 # The WebSocket routes that spend limits: their refusal is an error frame with the 429 problem.
 SOCKET_ROUTES: dict[str, tuple[Limit, ...]] = {
     "send_message": (MESSAGE_PER_USER, MESSAGE_PER_CONNECTION),
+    "presence": (PRESENCE_PER_CONNECTION,),
+    "typing": (TYPING_PER_CONNECTION,),
 }

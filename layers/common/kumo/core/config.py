@@ -77,6 +77,9 @@ class Settings:
     connections_table = Env("CONNECTIONS_TABLE")
     media_table = Env("MEDIA_TABLE")
     chat_table = Env("CHAT_TABLE")
+    # A heartbeat counts this long: past it, its sender is offline whatever the last one said,
+    # so a $disconnect that never came (it is best effort) cannot keep anyone online.
+    presence_window_seconds = Env("PRESENCE_WINDOW_SECONDS", "45", parse=int)
     # Uploads (quarantine/) and the files Kumo judged fit to serve (media/): ADR 28.
     media_bucket = Env("MEDIA_BUCKET")
     # Only the validator's source mapping and the health check name these (kumo.core.health).

@@ -57,10 +57,14 @@ def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
 
 
 def decode_cursor(
-    cursor: str | None, *, partition: tuple[str, str] | None = None
+    cursor: str | None,
+    *,
+    partition: tuple[str, str] | None = None,
+    sort_prefix: tuple[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """The start key a cursor stands for. `partition` (attribute, value) pins it to one list:
-    a cursor from another list would otherwise reach DynamoDB as an invalid start key."""
+    a cursor from another list would otherwise reach DynamoDB as an invalid start key.
+    `sort_prefix` (attribute, prefix) does the same for lists that share a partition."""
     if not cursor:
         return None
     try:
@@ -72,6 +76,10 @@ def decode_cursor(
         raise BadRequest("The cursor is not one this API issued.", field="cursor")
     key: dict[str, Any] = json.loads(payload)
     if partition is not None and key.get(partition[0]) != {"S": partition[1]}:
+        raise BadRequest("The cursor belongs to another list.", field="cursor")
+    if sort_prefix is not None and not str(key.get(sort_prefix[0], {}).get("S", "")).startswith(
+        sort_prefix[1]
+    ):
         raise BadRequest("The cursor belongs to another list.", field="cursor")
     return key
 
