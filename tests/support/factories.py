@@ -152,11 +152,13 @@ def new_channel(
     from kumo.chat import channels
     from kumo.chat.schemas import CreateChannelRequest
 
-    request: Any = CreateChannelRequest(
-        org_id=org_id,
-        name=name or f"room-{uuid.uuid4().hex[:12]}",
-        visibility=visibility,
-        password=password,
+    request = CreateChannelRequest.model_validate(
+        {
+            "org_id": org_id,
+            "name": name or f"room-{uuid.uuid4().hex[:12]}",
+            "visibility": visibility,
+            "password": password,
+        }
     )
     return str(channels.create_channel(user_id=creator_id, request=request).channel_id)
 
@@ -181,7 +183,7 @@ def websocket_subscribe(connection_id: str, user_id: str, channel: str, **ids: s
     from kumo.realtime import service
     from kumo.realtime.schemas import SubscriptionMessage
 
-    message: Any = SubscriptionMessage(action="subscribe", channel=channel, **ids)
+    message = SubscriptionMessage.model_validate({"action": "subscribe", "channel": channel, **ids})
     return service.subscribe(
         connection_id,
         Principal.from_context(principal_for(user_id)),

@@ -144,7 +144,7 @@ def listening(user_id: str) -> str:
 # --- create ---------------------------------------------------------------------------------
 
 
-def test_create_channel_makes_its_creator_the_first_member(org):
+def test_create_channel_makes_its_creator_the_first_member(org: Org) -> None:
     # When a member creates a public channel
     channel = create(org.alice, org.org_id, "general", description="Everything else")
 
@@ -164,7 +164,7 @@ def test_create_channel_makes_its_creator_the_first_member(org):
     assert name_holder(org.org_id, "general") == channel.channel_id
 
 
-def test_create_channel_refuses_a_name_taken_in_the_org(org):
+def test_create_channel_refuses_a_name_taken_in_the_org(org: Org) -> None:
     # Given a channel named "general"
     first = create(org.alice, org.org_id, "general")
 
@@ -181,14 +181,14 @@ def test_create_channel_refuses_a_name_taken_in_the_org(org):
     assert [channel.channel_id for channel, _ in public] == [first.channel_id]
 
 
-def test_another_org_may_use_a_name_taken_in_this_one(org):
+def test_another_org_may_use_a_name_taken_in_this_one(org: Org) -> None:
     create(org.alice, org.org_id, "general")
     theirs = new_fleet("Other", devices=0)
 
     assert create(theirs.owner_id, theirs.org_id, "general").name == "general"
 
 
-def test_channel_names_are_unique_whatever_their_case(org):
+def test_channel_names_are_unique_whatever_their_case(org: Org) -> None:
     # Given a channel named "general"
     create(org.alice, org.org_id, "general")
 
@@ -203,7 +203,7 @@ def test_channel_names_are_unique_whatever_their_case(org):
         channels.create_channel(user_id=org.bob, request=shouting)
 
 
-def test_create_channel_stores_only_a_hash_of_its_password(org):
+def test_create_channel_stores_only_a_hash_of_its_password(org: Org) -> None:
     # When a channel is created with a password
     channel = create(org.alice, org.org_id, "secret-club", password=SECRET)
 
@@ -217,7 +217,7 @@ def test_create_channel_stores_only_a_hash_of_its_password(org):
     assert channels.channel_out(found, None).has_password is True
 
 
-def test_create_channel_needs_the_member_role(org, stranger):
+def test_create_channel_needs_the_member_role(org: Org, stranger: str) -> None:
     viewer = org.member("viewer")
 
     with pytest.raises(Forbidden):
@@ -230,7 +230,7 @@ def test_create_channel_needs_the_member_role(org, stranger):
 # --- who sees what --------------------------------------------------------------------------
 
 
-def test_a_channel_of_another_org_reads_as_missing(org, stranger):
+def test_a_channel_of_another_org_reads_as_missing(org: Org, stranger: str) -> None:
     # Given a public channel of the org
     channel_id = new_channel(org.org_id, org.alice)
 
@@ -246,13 +246,13 @@ def test_a_channel_of_another_org_reads_as_missing(org, stranger):
         join(stranger, channel_id)
 
 
-def test_a_public_channel_is_visible_to_every_member_of_its_org(org):
+def test_a_public_channel_is_visible_to_every_member_of_its_org(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice)
 
     assert access.visible_channel(org.member("viewer"), channel_id).channel_id == channel_id
 
 
-def test_a_private_channel_is_invisible_to_org_members_outside_it(org):
+def test_a_private_channel_is_invisible_to_org_members_outside_it(org: Org) -> None:
     # Given a private channel
     channel_id = new_channel(org.org_id, org.alice, visibility="private")
 
@@ -267,7 +267,7 @@ def test_a_private_channel_is_invisible_to_org_members_outside_it(org):
         join(org.bob, channel_id)
 
 
-def test_a_private_channel_is_visible_to_its_invitees(org):
+def test_a_private_channel_is_visible_to_its_invitees(org: Org) -> None:
     # Given a private channel to which Bob is invited
     channel_id = new_channel(org.org_id, org.alice, visibility="private")
     channels.invite(user_id=org.alice, channel_id=channel_id, invitee_id=org.bob)
@@ -280,7 +280,7 @@ def test_a_private_channel_is_visible_to_its_invitees(org):
 # --- lists ----------------------------------------------------------------------------------
 
 
-def test_list_joined_pages_through_the_users_channels_of_the_org(org):
+def test_list_joined_pages_through_the_users_channels_of_the_org(org: Org) -> None:
     # Given Alice in three channels (two she created, one private, and one she joined), and a
     # public one she has not joined
     bobs = new_channel(org.org_id, org.bob)
@@ -306,7 +306,7 @@ def test_list_joined_pages_through_the_users_channels_of_the_org(org):
     assert all(member is not None and member.user_id == org.alice for p in pages for _, member in p)
 
 
-def test_list_public_pages_by_name_and_says_which_the_user_joined(org):
+def test_list_public_pages_by_name_and_says_which_the_user_joined(org: Org) -> None:
     # Given public channels (one of them joined by Bob) and a private one
     ids = {
         name: new_channel(org.org_id, org.alice, name=name) for name in ("gamma", "alpha", "beta")
@@ -323,7 +323,7 @@ def test_list_public_pages_by_name_and_says_which_the_user_joined(org):
     assert listed == [("alpha", False), ("beta", True), ("gamma", False)]
 
 
-def test_list_refuses_a_cursor_of_another_list(org):
+def test_list_refuses_a_cursor_of_another_list(org: Org) -> None:
     # Given a cursor of Alice's joined list and one of the public list
     for _ in range(3):
         new_channel(org.org_id, org.alice)
@@ -350,7 +350,7 @@ def test_list_refuses_a_cursor_of_another_list(org):
         )
 
 
-def test_list_channels_of_an_org_one_is_not_in_is_not_found(org, stranger):
+def test_list_channels_of_an_org_one_is_not_in_is_not_found(org: Org, stranger: str) -> None:
     new_channel(org.org_id, org.alice)
 
     with pytest.raises(NotFound):
@@ -359,7 +359,7 @@ def test_list_channels_of_an_org_one_is_not_in_is_not_found(org, stranger):
         )
 
 
-def test_members_pages_through_a_channels_members(org):
+def test_members_pages_through_a_channels_members(org: Org) -> None:
     # Given a channel with its creator and three who joined
     channel_id = new_channel(org.org_id, org.alice)
     joined = [org.bob, org.member(), org.member("viewer")]
@@ -382,7 +382,7 @@ def test_members_pages_through_a_channels_members(org):
     assert pages >= 2
 
 
-def test_members_refuses_a_cursor_of_the_channels_message_list(org):
+def test_members_refuses_a_cursor_of_the_channels_message_list(org: Org) -> None:
     # Given messages, and a cursor of the same channel's history (the same partition)
     channel_id = new_channel(org.org_id, org.alice)
     join(org.bob, channel_id)
@@ -411,7 +411,7 @@ def test_members_refuses_a_cursor_of_the_channels_message_list(org):
 # --- changes --------------------------------------------------------------------------------
 
 
-def test_creator_changes_the_description(org):
+def test_creator_changes_the_description(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice)
 
     updated = update(org.alice, channel_id, description="Announcements only")
@@ -421,13 +421,13 @@ def test_creator_changes_the_description(org):
     assert stored is not None and stored.description == "Announcements only"
 
 
-def test_an_org_admin_changes_a_channel_someone_else_created(org):
+def test_an_org_admin_changes_a_channel_someone_else_created(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice)
 
     assert update(org.admin, channel_id, description="Moderated").description == "Moderated"
 
 
-def test_a_member_who_did_not_create_the_channel_cannot_change_it(org):
+def test_a_member_who_did_not_create_the_channel_cannot_change_it(org: Org) -> None:
     # Given a channel Alice created and Bob joined
     channel_id = new_channel(org.org_id, org.alice, name="general")
     join(org.bob, channel_id)
@@ -443,7 +443,7 @@ def test_a_member_who_did_not_create_the_channel_cannot_change_it(org):
     assert name_holder(org.org_id, "bobs-room") is None
 
 
-def test_rename_to_a_name_taken_in_the_org_is_refused(org):
+def test_rename_to_a_name_taken_in_the_org_is_refused(org: Org) -> None:
     # Given channels "general" and "random"
     general = new_channel(org.org_id, org.alice, name="general")
     random = new_channel(org.org_id, org.alice, name="random")
@@ -459,7 +459,7 @@ def test_rename_to_a_name_taken_in_the_org_is_refused(org):
     assert stored is not None and stored.name == "random"
 
 
-def test_rename_frees_the_old_name_and_takes_the_new(org):
+def test_rename_frees_the_old_name_and_takes_the_new(org: Org) -> None:
     # Given a public channel "general"
     channel_id = new_channel(org.org_id, org.alice, name="general")
 
@@ -481,14 +481,14 @@ def test_rename_frees_the_old_name_and_takes_the_new(org):
     ]
 
 
-def test_rename_to_its_own_name_is_no_change(org):
+def test_rename_to_its_own_name_is_no_change(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice, name="general")
 
     assert update(org.alice, channel_id, name="general").name == "general"
     assert name_holder(org.org_id, "general") == channel_id
 
 
-def test_a_null_password_removes_the_password(org):
+def test_a_null_password_removes_the_password(org: Org) -> None:
     # Given a channel with a password
     channel_id = new_channel(org.org_id, org.alice, password=SECRET)
 
@@ -502,7 +502,7 @@ def test_a_null_password_removes_the_password(org):
     assert access.membership(channel_id, org.bob) is not None
 
 
-def test_a_new_password_replaces_the_old(org):
+def test_a_new_password_replaces_the_old(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice, password=SECRET)
 
     updated = update(org.alice, channel_id, password="another one 8")
@@ -514,7 +514,7 @@ def test_a_new_password_replaces_the_old(org):
     assert access.membership(channel_id, org.bob) is not None
 
 
-def test_an_update_leaves_out_fields_not_sent(org):
+def test_an_update_leaves_out_fields_not_sent(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice, password=SECRET)
 
     updated = update(org.alice, channel_id, description="Only this")
@@ -524,7 +524,7 @@ def test_an_update_leaves_out_fields_not_sent(org):
 
 
 @pytest.mark.parametrize("field", ["name", "description"])
-def test_a_name_or_description_cannot_be_null(org, field):
+def test_a_name_or_description_cannot_be_null(org: Org, field: str) -> None:
     channel_id = new_channel(org.org_id, org.alice, name="general")
 
     with pytest.raises(ValidationFailed) as refused:
@@ -538,7 +538,7 @@ def test_a_name_or_description_cannot_be_null(org, field):
 # --- joining --------------------------------------------------------------------------------
 
 
-def test_joining_a_public_channel_starts_with_nothing_unread(org):
+def test_joining_a_public_channel_starts_with_nothing_unread(org: Org) -> None:
     # Given a public channel with two messages
     channel_id = new_channel(org.org_id, org.alice)
     for text in ("one", "two"):
@@ -557,7 +557,9 @@ def test_joining_a_public_channel_starts_with_nothing_unread(org):
 
 
 @pytest.mark.parametrize("password", [None, "not the one 9"])
-def test_joining_with_a_wrong_or_missing_password_is_refused(org, password):
+def test_joining_with_a_wrong_or_missing_password_is_refused(
+    org: Org, password: str | None
+) -> None:
     channel_id = new_channel(org.org_id, org.alice, password=SECRET)
 
     with pytest.raises(WrongChannelPassword) as refused:
@@ -569,7 +571,7 @@ def test_joining_with_a_wrong_or_missing_password_is_refused(org, password):
     assert stored is not None and int(stored.member_count) == 1
 
 
-def test_joining_with_the_right_password_makes_a_member(org):
+def test_joining_with_the_right_password_makes_a_member(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice, password=SECRET)
 
     joined = join(org.bob, channel_id, SECRET)
@@ -579,7 +581,7 @@ def test_joining_with_the_right_password_makes_a_member(org):
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_wrong_passwords_are_limited_per_user_and_channel(org):
+def test_wrong_passwords_are_limited_per_user_and_channel(org: Org) -> None:
     # Given a channel with a password, and Bob guessing wrong as often as the limit allows
     limit = abuse_limits.CHANNEL_PASSWORD_PER_USER
     channel_id = new_channel(org.org_id, org.alice, password=SECRET)
@@ -604,7 +606,7 @@ def test_wrong_passwords_are_limited_per_user_and_channel(org):
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_the_right_password_hands_its_guess_back(org):
+def test_the_right_password_hands_its_guess_back(org: Org) -> None:
     # Given Bob one wrong guess short of the limit, then right
     limit = abuse_limits.CHANNEL_PASSWORD_PER_USER.limit
     channel_id = new_channel(org.org_id, org.alice, password=SECRET)
@@ -621,7 +623,7 @@ def test_the_right_password_hands_its_guess_back(org):
         join(org.bob, channel_id, "wrong again 2")
 
 
-def test_joining_twice_is_a_no_op(org):
+def test_joining_twice_is_a_no_op(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice)
     join(org.bob, channel_id)
     first = access.membership(channel_id, org.bob)
@@ -633,7 +635,7 @@ def test_joining_twice_is_a_no_op(org):
     assert first is not None and second is not None and second.joined_at == first.joined_at
 
 
-def test_an_invitee_joins_a_private_channel_without_its_password(org):
+def test_an_invitee_joins_a_private_channel_without_its_password(org: Org) -> None:
     # Given a private channel with a password, and Bob invited
     channel_id = new_channel(org.org_id, org.alice, visibility="private", password=SECRET)
     channels.invite(user_id=org.alice, channel_id=channel_id, invitee_id=org.bob)
@@ -651,7 +653,7 @@ def test_an_invitee_joins_a_private_channel_without_its_password(org):
 # --- leaving, inviting, removing ------------------------------------------------------------
 
 
-def test_leaving_drops_the_membership(org):
+def test_leaving_drops_the_membership(org: Org) -> None:
     # Given Bob in a channel
     channel_id = new_channel(org.org_id, org.alice)
     join(org.bob, channel_id)
@@ -670,7 +672,7 @@ def test_leaving_drops_the_membership(org):
     assert joined == []
 
 
-def test_leaving_a_private_channel_hides_it_again(org):
+def test_leaving_a_private_channel_hides_it_again(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice, visibility="private")
     channels.invite(user_id=org.alice, channel_id=channel_id, invitee_id=org.bob)
     join(org.bob, channel_id)
@@ -681,7 +683,9 @@ def test_leaving_a_private_channel_hides_it_again(org):
         access.visible_channel(org.bob, channel_id)
 
 
-def test_an_invitation_is_stored_and_told_to_the_invitee(org, fresh_management_client):
+def test_an_invitation_is_stored_and_told_to_the_invitee(
+    org: Org, fresh_management_client: None
+) -> None:
     # Given a private channel and Bob listening on his own channel
     channel_id = new_channel(org.org_id, org.alice, name="inner-circle", visibility="private")
     bobs = listening(org.bob)
@@ -704,7 +708,7 @@ def test_an_invitation_is_stored_and_told_to_the_invitee(org, fresh_management_c
     ]
 
 
-def test_a_public_channel_takes_no_invitations(org):
+def test_a_public_channel_takes_no_invitations(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice)
 
     with pytest.raises(ValidationFailed) as refused:
@@ -714,7 +718,7 @@ def test_a_public_channel_takes_no_invitations(org):
     assert access.invited(channel_id, org.bob) is False
 
 
-def test_only_members_of_the_org_are_invited(org, stranger):
+def test_only_members_of_the_org_are_invited(org: Org, stranger: str) -> None:
     channel_id = new_channel(org.org_id, org.alice, visibility="private")
 
     with pytest.raises(ValidationFailed) as refused:
@@ -726,14 +730,14 @@ def test_only_members_of_the_org_are_invited(org, stranger):
         access.visible_channel(stranger, channel_id)
 
 
-def test_a_member_of_the_channel_is_not_invited_again(org):
+def test_a_member_of_the_channel_is_not_invited_again(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice, visibility="private")
 
     with pytest.raises(ValidationFailed):
         channels.invite(user_id=org.alice, channel_id=channel_id, invitee_id=org.alice)
 
 
-def test_only_members_of_a_private_channel_invite(org):
+def test_only_members_of_a_private_channel_invite(org: Org) -> None:
     # Given a private channel, Bob invited but not joined, and Carol in the org only
     channel_id = new_channel(org.org_id, org.alice, visibility="private")
     channels.invite(user_id=org.alice, channel_id=channel_id, invitee_id=org.bob)
@@ -747,7 +751,7 @@ def test_only_members_of_a_private_channel_invite(org):
     assert access.invited(channel_id, carol) is False
 
 
-def test_the_creator_removes_a_member_who_is_told(org, fresh_management_client):
+def test_the_creator_removes_a_member_who_is_told(org: Org, fresh_management_client: None) -> None:
     # Given Bob in Alice's channel, listening on his own channel
     channel_id = new_channel(org.org_id, org.alice, name="general")
     join(org.bob, channel_id)
@@ -769,7 +773,7 @@ def test_the_creator_removes_a_member_who_is_told(org, fresh_management_client):
     ]
 
 
-def test_an_org_admin_removes_a_member(org):
+def test_an_org_admin_removes_a_member(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice)
     join(org.bob, channel_id)
 
@@ -778,7 +782,7 @@ def test_an_org_admin_removes_a_member(org):
     assert access.membership(channel_id, org.bob) is None
 
 
-def test_a_plain_member_cannot_remove_another(org):
+def test_a_plain_member_cannot_remove_another(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice)
     join(org.bob, channel_id)
 
@@ -788,7 +792,7 @@ def test_a_plain_member_cannot_remove_another(org):
     assert access.membership(channel_id, org.alice) is not None
 
 
-def test_removing_someone_not_in_the_channel_is_not_found(org):
+def test_removing_someone_not_in_the_channel_is_not_found(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice)
 
     with pytest.raises(NotFound):
@@ -801,7 +805,7 @@ def test_removing_someone_not_in_the_channel_is_not_found(org):
 # --- deleting -------------------------------------------------------------------------------
 
 
-def test_deleting_a_channel_purges_its_partition_and_frees_its_name(org):
+def test_deleting_a_channel_purges_its_partition_and_frees_its_name(org: Org) -> None:
     # Given a private channel with members, messages (one sent with a client id) and an
     # invitation
     channel_id = new_channel(org.org_id, org.alice, name="project-x", visibility="private")
@@ -831,7 +835,9 @@ def test_deleting_a_channel_purges_its_partition_and_frees_its_name(org):
     assert create(org.alice, org.org_id, "project-x").name == "project-x"
 
 
-def test_deleting_a_channel_tells_its_members_and_invitees(org, fresh_management_client):
+def test_deleting_a_channel_tells_its_members_and_invitees(
+    org: Org, fresh_management_client: None
+) -> None:
     # Given a private channel with Bob in it, Carol invited and Dave outside, all listening
     channel_id = new_channel(org.org_id, org.alice, name="project-x", visibility="private")
     channels.invite(user_id=org.alice, channel_id=channel_id, invitee_id=org.bob)
@@ -854,7 +860,7 @@ def test_deleting_a_channel_tells_its_members_and_invitees(org, fresh_management
     assert posted_to(connections[dave]) == []
 
 
-def test_an_org_admin_deletes_a_channel_someone_else_created(org):
+def test_an_org_admin_deletes_a_channel_someone_else_created(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice, name="general")
 
     channels.delete_channel(user_id=org.admin, channel_id=channel_id)
@@ -863,7 +869,7 @@ def test_an_org_admin_deletes_a_channel_someone_else_created(org):
     assert name_holder(org.org_id, "general") is None
 
 
-def test_a_plain_member_cannot_delete_the_channel(org):
+def test_a_plain_member_cannot_delete_the_channel(org: Org) -> None:
     channel_id = new_channel(org.org_id, org.alice, name="general")
     join(org.bob, channel_id)
 

@@ -6,6 +6,7 @@ user's connections from a channel they left, and what chat pushes to whom
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +115,7 @@ def send(room: Room, user_id: str, text: str) -> Any:
 # --- subscribing to a chat channel ----------------------------------------------------------
 
 
-def test_a_member_subscribes_to_a_chat_channel(room):
+def test_a_member_subscribes_to_a_chat_channel(room: Room) -> None:
     # Given Bob's connection
     connection_id = websocket_connection(room.bob)
 
@@ -137,7 +138,7 @@ def test_a_member_subscribes_to_a_chat_channel(room):
 
 
 @pytest.mark.parametrize("who", ["carol", "stranger"])
-def test_only_members_of_the_channel_subscribe_to_it(room, who):
+def test_only_members_of_the_channel_subscribe_to_it(room: Room, who: str) -> None:
     # Given a connection of Carol (in the org, not in the channel) or of a stranger
     user_id = getattr(room, who)
     connection_id = websocket_connection(user_id)
@@ -153,7 +154,7 @@ def test_only_members_of_the_channel_subscribe_to_it(room, who):
     assert subscribed_to(connection_id) == []
 
 
-def test_an_invitee_subscribes_only_once_joined(room):
+def test_an_invitee_subscribes_only_once_joined(room: Room) -> None:
     # Given a private channel to which Carol is invited
     private = new_channel(room.org_id, room.alice, visibility="private")
     channels.invite(user_id=room.alice, channel_id=private, invitee_id=room.carol)
@@ -167,7 +168,7 @@ def test_an_invitee_subscribes_only_once_joined(room):
     assert fanout.subscribers(chat_channel(room.org_id, private)) == [connection_id]
 
 
-def test_a_member_who_left_the_org_no_longer_subscribes(room):
+def test_a_member_who_left_the_org_no_longer_subscribes(room: Room) -> None:
     # Given Bob, still in the channel, removed from the org
     orgs.remove_member(org_id=room.org_id, actor_id=room.org.owner_id, user_id=room.bob)
     connection_id = websocket_connection(room.bob)
@@ -178,14 +179,16 @@ def test_a_member_who_left_the_org_no_longer_subscribes(room):
     assert fanout.subscribers(room.stream) == []
 
 
-def test_a_channel_that_does_not_exist_is_not_found(room):
+def test_a_channel_that_does_not_exist_is_not_found(room: Room) -> None:
     connection_id = websocket_connection(room.bob)
 
     with pytest.raises(NotFound):
         websocket_subscribe(connection_id, room.bob, "chat", channel_id="0" * 26)
 
 
-def test_the_subscribe_function_checks_chat_channels_with_chat(room, ws):
+def test_the_subscribe_function_checks_chat_channels_with_chat(
+    room: Room, ws: Callable[..., dict[str, Any]]
+) -> None:
     # Given connections of Bob (a member) and Carol (not one)
     bobs, carols = websocket_connection(room.bob), websocket_connection(room.carol)
     body = {"action": "subscribe", "channel": "chat", "channel_id": room.channel_id, "id": "s"}
@@ -211,7 +214,7 @@ def test_the_subscribe_function_checks_chat_channels_with_chat(room, ws):
     assert fanout.subscribers(room.stream) == [bobs]
 
 
-def test_without_the_chat_check_no_chat_channel_is_subscribed(room):
+def test_without_the_chat_check_no_chat_channel_is_subscribed(room: Room) -> None:
     # A caller that passes no chat check (a function other than ws_subscribe) refuses them
     connection_id = websocket_connection(room.bob)
     message: Any = SubscriptionMessage(
@@ -232,7 +235,7 @@ def test_without_the_chat_check_no_chat_channel_is_subscribed(room):
 # --- the user's own channel -----------------------------------------------------------------
 
 
-def test_the_user_channel_is_the_callers_own(room):
+def test_the_user_channel_is_the_callers_own(room: Room) -> None:
     connection_id = websocket_connection(room.bob)
 
     ack = websocket_subscribe(connection_id, room.bob, "user", id="me")
@@ -242,7 +245,7 @@ def test_the_user_channel_is_the_callers_own(room):
     assert subscriptions(connection_id) == 1
 
 
-def test_the_user_channel_cannot_name_another_user(room):
+def test_the_user_channel_cannot_name_another_user(room: Room) -> None:
     body = json.dumps({"action": "subscribe", "channel": "user", "user_id": room.alice})
 
     with pytest.raises(ValidationFailed) as refused:
@@ -251,7 +254,7 @@ def test_the_user_channel_cannot_name_another_user(room):
     assert [e["field"] for e in refused.value.extra["errors"]] == ["user_id"]
 
 
-def test_a_user_channel_subscription_hears_only_its_user(room):
+def test_a_user_channel_subscription_hears_only_its_user(room: Room) -> None:
     # Given Bob listening on his own channel
     bobs = on_own_channel(room.bob)
 
@@ -265,7 +268,7 @@ def test_a_user_channel_subscription_hears_only_its_user(room):
 # --- dropping a user from a channel's stream ------------------------------------------------
 
 
-def test_dropping_a_chat_subscriber_removes_exactly_that_users_connections(room):
+def test_dropping_a_chat_subscriber_removes_exactly_that_users_connections(room: Room) -> None:
     # Given Bob on the channel from two connections, one of them also on another channel and
     # on his own, and Alice on the channel
     other = new_channel(room.org_id, room.bob)
@@ -291,7 +294,7 @@ def test_dropping_a_chat_subscriber_removes_exactly_that_users_connections(room)
     assert (subscriptions(alices), subscribed_to(alices)) == (1, [room.stream])
 
 
-def test_dropping_a_subscriber_whose_connection_closed_meanwhile(room):
+def test_dropping_a_subscriber_whose_connection_closed_meanwhile(room: Room) -> None:
     # Given Bob on the channel, his connection record gone (closed without its cleanup)
     connection_id = on_chat(room.bob, room.channel_id)
     ConnectionModel(connection_key(connection_id), META).delete()
@@ -302,7 +305,7 @@ def test_dropping_a_subscriber_whose_connection_closed_meanwhile(room):
     assert ConnectionModel.count(connection_key(connection_id)) == 0
 
 
-def test_dropping_a_user_not_on_the_stream_changes_nothing(room):
+def test_dropping_a_user_not_on_the_stream_changes_nothing(room: Room) -> None:
     alices = on_chat(room.alice, room.channel_id)
 
     assert connections.drop_chat_subscriber(room.org_id, room.channel_id, room.bob) == 0
@@ -311,7 +314,7 @@ def test_dropping_a_user_not_on_the_stream_changes_nothing(room):
     assert subscriptions(alices) == 1
 
 
-def test_leaving_a_channel_ends_its_stream_for_that_user(room):
+def test_leaving_a_channel_ends_its_stream_for_that_user(room: Room) -> None:
     # Given Alice and Bob on the channel's stream
     alices = on_chat(room.alice, room.channel_id)
     bobs = on_chat(room.bob, room.channel_id)
@@ -327,7 +330,7 @@ def test_leaving_a_channel_ends_its_stream_for_that_user(room):
     assert events(bobs, "message") == []
 
 
-def test_a_removed_member_stops_hearing_the_channel(room):
+def test_a_removed_member_stops_hearing_the_channel(room: Room) -> None:
     bobs = on_chat(room.bob, room.channel_id)
 
     channels.remove_member(user_id=room.alice, channel_id=room.channel_id, member_id=room.bob)
@@ -338,7 +341,7 @@ def test_a_removed_member_stops_hearing_the_channel(room):
     assert subscribed_to(bobs) == []
 
 
-def test_deleting_a_channel_ends_its_stream(room):
+def test_deleting_a_channel_ends_its_stream(room: Room) -> None:
     alices, bobs = on_chat(room.alice, room.channel_id), on_chat(room.bob, room.channel_id)
 
     channels.delete_channel(user_id=room.alice, channel_id=room.channel_id)
@@ -350,7 +353,7 @@ def test_deleting_a_channel_ends_its_stream(room):
 # --- pushes ---------------------------------------------------------------------------------
 
 
-def test_publish_chat_posts_to_the_channels_subscribers_only(room):
+def test_publish_chat_posts_to_the_channels_subscribers_only(room: Room) -> None:
     # Given Alice on the channel, Bob on another channel of the org and on his own channel
     other = new_channel(room.org_id, room.bob)
     alices = on_chat(room.alice, room.channel_id)
@@ -367,7 +370,7 @@ def test_publish_chat_posts_to_the_channels_subscribers_only(room):
     assert posted_to(bobs) == []
 
 
-def test_publish_chat_reaches_no_one_of_the_same_channel_id_in_another_org(room):
+def test_publish_chat_reaches_no_one_of_the_same_channel_id_in_another_org(room: Room) -> None:
     alices = on_chat(room.alice, room.channel_id)
 
     assert fanout.publish_chat(room.stranger, room.channel_id, [{"event": "message"}]) == 0
@@ -375,7 +378,7 @@ def test_publish_chat_reaches_no_one_of_the_same_channel_id_in_another_org(room)
     assert posted_to(alices) == []
 
 
-def test_publish_to_user_posts_to_every_connection_of_that_user(room):
+def test_publish_to_user_posts_to_every_connection_of_that_user(room: Room) -> None:
     first, second = on_own_channel(room.bob), on_own_channel(room.bob)
     alices = on_own_channel(room.alice)
     told = {"event": "channel_removed", "channel": {"id": room.channel_id}}
@@ -386,7 +389,7 @@ def test_publish_to_user_posts_to_every_connection_of_that_user(room):
     assert posted_to(alices) == []
 
 
-def test_a_sent_message_reaches_every_subscriber_of_its_channel(room):
+def test_a_sent_message_reaches_every_subscriber_of_its_channel(room: Room) -> None:
     # Given Alice and Bob on the channel's stream, and Carol on her own channel
     alices, bobs = on_chat(room.alice, room.channel_id), on_chat(room.bob, room.channel_id)
     carols = on_own_channel(room.carol)
@@ -400,7 +403,7 @@ def test_a_sent_message_reaches_every_subscriber_of_its_channel(room):
     assert posted_to(carols) == []
 
 
-def test_edits_and_deletions_reach_the_channels_subscribers(room):
+def test_edits_and_deletions_reach_the_channels_subscribers(room: Room) -> None:
     bobs = on_chat(room.bob, room.channel_id)
     sent = send(room, room.alice, "helo")
 

@@ -157,7 +157,7 @@ class SendsAfterReads:
 # --- sequence numbers -----------------------------------------------------------------------
 
 
-def test_messages_are_numbered_one_to_n_without_gaps(room):
+def test_messages_are_numbered_one_to_n_without_gaps(room: Room) -> None:
     # When Alice and Bob send five messages between them
     sent = [send(room, (room.alice, room.bob)[n % 2], f"message {n}") for n in range(5)]
 
@@ -170,7 +170,9 @@ def test_messages_are_numbered_one_to_n_without_gaps(room):
     assert len({m.id for m in sent}) == 5
 
 
-def test_a_send_whose_number_was_taken_meanwhile_takes_the_next(room, monkeypatch):
+def test_a_send_whose_number_was_taken_meanwhile_takes_the_next(
+    room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given Bob's sends landing right after each of the first two reads of the channel
     rival = SendsAfterReads(2, lambda: send(room, room.bob, "rival"))
     monkeypatch.setattr(access, "find", rival)
@@ -190,7 +192,9 @@ def test_a_send_whose_number_was_taken_meanwhile_takes_the_next(room, monkeypatc
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_a_channel_too_busy_to_take_a_send_answers_409_and_costs_nothing(room, monkeypatch):
+def test_a_channel_too_busy_to_take_a_send_answers_409_and_costs_nothing(
+    room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given Bob's sends landing after every read of the channel
     rival = SendsAfterReads(1_000, lambda: send(room, room.bob, "rival"))
     monkeypatch.setattr(access, "find", rival)
@@ -212,7 +216,7 @@ def test_a_channel_too_busy_to_take_a_send_answers_409_and_costs_nothing(room, m
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_a_retried_send_answers_the_message_stored_the_first_time(room):
+def test_a_retried_send_answers_the_message_stored_the_first_time(room: Room) -> None:
     # Given a message sent with a client id
     first, replayed = post(room, room.alice, "hello", client_id="send-1")
     assert not replayed
@@ -227,7 +231,7 @@ def test_a_retried_send_answers_the_message_stored_the_first_time(room):
     assert spent(abuse_limits.MESSAGE_PER_USER, room.alice) == 1
 
 
-def test_client_ids_are_the_senders_own(room):
+def test_client_ids_are_the_senders_own(room: Room) -> None:
     alices, _ = post(room, room.alice, "from alice", client_id="send-1")
 
     bobs, replayed = post(room, room.bob, "from bob", client_id="send-1")
@@ -238,7 +242,9 @@ def test_client_ids_are_the_senders_own(room):
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_a_retry_racing_its_first_attempt_answers_what_the_first_stored(room, monkeypatch):
+def test_a_retry_racing_its_first_attempt_answers_what_the_first_stored(
+    room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given the first attempt of a send storing its message just after the retry spent its
     # allowance (past the retry's own check for an earlier attempt)
     first: list[Any] = []
@@ -266,7 +272,7 @@ def test_a_retry_racing_its_first_attempt_answers_what_the_first_stored(room, mo
 # --- text and images ------------------------------------------------------------------------
 
 
-def test_text_is_trimmed(room):
+def test_text_is_trimmed(room: Room) -> None:
     out = send(room, room.alice, " \u00a0\thello  world\n\u3000")
 
     assert out.text == "hello  world"
@@ -274,7 +280,7 @@ def test_text_is_trimmed(room):
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t\u00a0\u2003"])
-def test_a_message_with_no_text_and_no_image_is_refused(room, text):
+def test_a_message_with_no_text_and_no_image_is_refused(room: Room, text: str) -> None:
     with pytest.raises(ValidationFailed) as refused:
         send(room, room.alice, text)
 
@@ -284,7 +290,7 @@ def test_a_message_with_no_text_and_no_image_is_refused(room, text):
 
 
 @pytest.mark.usefixtures("media_bucket")
-def test_a_message_may_be_an_image_alone(room):
+def test_a_message_may_be_an_image_alone(room: Room) -> None:
     # Given a ready attachment of the org
     media_id = ready(room.org, purpose="attachment")
 
@@ -303,7 +309,7 @@ def test_a_message_may_be_an_image_alone(room):
 
 
 @pytest.mark.usefixtures("media_bucket", "frozen_clock")
-def test_a_file_of_another_org_is_refused_on_media_id(room):
+def test_a_file_of_another_org_is_refused_on_media_id(room: Room) -> None:
     # Given a ready attachment of another org
     other = new_fleet("Other", devices=0)
     theirs = ready(other, purpose="attachment")
@@ -323,7 +329,7 @@ def test_a_file_of_another_org_is_refused_on_media_id(room):
 
 
 @pytest.mark.usefixtures("media_bucket")
-def test_a_file_not_yet_ready_or_of_another_purpose_is_refused(room):
+def test_a_file_not_yet_ready_or_of_another_purpose_is_refused(room: Room) -> None:
     waiting = pending(room.org, purpose="attachment")
     avatar = ready(room.org, purpose="avatar")
 
@@ -335,7 +341,7 @@ def test_a_file_not_yet_ready_or_of_another_purpose_is_refused(room):
 
 
 @pytest.mark.usefixtures("media_bucket")
-def test_a_file_attached_in_another_channel_is_refused(room):
+def test_a_file_attached_in_another_channel_is_refused(room: Room) -> None:
     media_id = ready(room.org, purpose="attachment")
     send(room, room.bob, "here", media_id=media_id)
     elsewhere = new_channel(room.org_id, room.bob)
@@ -353,7 +359,7 @@ def test_a_file_attached_in_another_channel_is_refused(room):
 # --- reading --------------------------------------------------------------------------------
 
 
-def test_catching_up_after_a_number_answers_what_came_after_oldest_first(room):
+def test_catching_up_after_a_number_answers_what_came_after_oldest_first(room: Room) -> None:
     for n in range(5):
         send(room, room.alice, f"message {n}")
 
@@ -361,14 +367,14 @@ def test_catching_up_after_a_number_answers_what_came_after_oldest_first(room):
     assert pages(room, room.bob, after_seq=5, limit=2) == [[]]
 
 
-def test_history_is_newest_first_page_by_page(room):
+def test_history_is_newest_first_page_by_page(room: Room) -> None:
     for n in range(5):
         send(room, room.alice, f"message {n}")
 
     assert pages(room, room.bob, after_seq=None, limit=2) == [[5, 4], [3, 2], [1]]
 
 
-def test_a_list_answers_the_channels_org(room):
+def test_a_list_answers_the_channels_org(room: Room) -> None:
     send(room, room.alice)
 
     org_id, _, _ = messages.list_messages(
@@ -378,7 +384,7 @@ def test_a_list_answers_the_channels_org(room):
     assert org_id == room.org_id
 
 
-def test_a_cursor_of_another_channel_is_refused(room):
+def test_a_cursor_of_another_channel_is_refused(room: Room) -> None:
     # Given a cursor of another channel's history
     elsewhere = new_channel(room.org_id, room.alice)
     for n in range(3):
@@ -399,7 +405,7 @@ def test_a_cursor_of_another_channel_is_refused(room):
 
 
 @pytest.mark.parametrize("after_seq", [None, 0])
-def test_a_cursor_of_the_channels_member_list_is_refused(room, after_seq):
+def test_a_cursor_of_the_channels_member_list_is_refused(room: Room, after_seq: int | None) -> None:
     # Given messages, and a cursor of the same channel's member list (the same partition)
     for n in range(3):
         send(room, room.alice, f"message {n}")
@@ -425,7 +431,7 @@ def test_a_cursor_of_the_channels_member_list_is_refused(room, after_seq):
     assert "cursor" in fields_of(refused.value)
 
 
-def test_only_members_read_a_channel(room):
+def test_only_members_read_a_channel(room: Room) -> None:
     outsider = room.org.member("member")["subject_id"]
     stranger = new_fleet("Other", devices=0).owner_id
 
@@ -439,7 +445,7 @@ def test_only_members_read_a_channel(room):
         )
 
 
-def test_only_members_send(room):
+def test_only_members_send(room: Room) -> None:
     outsider = room.org.member("member")["subject_id"]
 
     with pytest.raises(Forbidden):
@@ -451,7 +457,7 @@ def test_only_members_send(room):
 # --- editing --------------------------------------------------------------------------------
 
 
-def test_the_author_edits_a_message(room):
+def test_the_author_edits_a_message(room: Room) -> None:
     sent = send(room, room.alice, "helo")
 
     edited = messages.edit_message(
@@ -465,7 +471,7 @@ def test_the_author_edits_a_message(room):
 
 
 @pytest.mark.parametrize("who", ["bob", "admin"])
-def test_only_the_author_edits_a_message(room, who):
+def test_only_the_author_edits_a_message(room: Room, who: str) -> None:
     sent = send(room, room.alice, "mine")
 
     with pytest.raises(Forbidden):
@@ -476,7 +482,7 @@ def test_only_the_author_edits_a_message(room, who):
     assert stored(room)[0].text == "mine"
 
 
-def test_a_deleted_message_is_not_edited(room):
+def test_a_deleted_message_is_not_edited(room: Room) -> None:
     sent = send(room, room.alice, "oops")
     messages.delete_message(user_id=room.alice, channel_id=room.channel_id, seq=sent.seq)
 
@@ -489,7 +495,7 @@ def test_a_deleted_message_is_not_edited(room):
     assert stored(room)[0].text == ""
 
 
-def test_an_edit_to_nothing_is_refused(room):
+def test_an_edit_to_nothing_is_refused(room: Room) -> None:
     sent = send(room, room.alice, "hello")
 
     with pytest.raises(ValidationFailed) as refused:
@@ -501,12 +507,14 @@ def test_an_edit_to_nothing_is_refused(room):
     assert stored(room)[0].text == "hello"
 
 
-def test_editing_a_number_not_sent_is_not_found(room):
+def test_editing_a_number_not_sent_is_not_found(room: Room) -> None:
     with pytest.raises(NotFound):
         messages.edit_message(user_id=room.alice, channel_id=room.channel_id, seq=7, text="x")
 
 
-def test_an_edit_racing_a_deletion_is_told_the_message_is_deleted(room, monkeypatch):
+def test_an_edit_racing_a_deletion_is_told_the_message_is_deleted(
+    room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given Alice's message, deleted just after her edit read it
     sent = send(room, room.alice, "helo")
     real_find_message = messages.find_message
@@ -538,7 +546,7 @@ def test_an_edit_racing_a_deletion_is_told_the_message_is_deleted(room, monkeypa
 # --- deleting -------------------------------------------------------------------------------
 
 
-def test_a_deleted_message_keeps_its_number_without_content(room):
+def test_a_deleted_message_keeps_its_number_without_content(room: Room) -> None:
     # Given three messages
     for n in range(3):
         send(room, room.alice, f"message {n}")
@@ -558,7 +566,7 @@ def test_a_deleted_message_keeps_its_number_without_content(room):
 
 
 @pytest.mark.usefixtures("media_bucket")
-def test_a_deleted_image_message_keeps_no_image(room):
+def test_a_deleted_image_message_keeps_no_image(room: Room) -> None:
     media_id = ready(room.org, purpose="attachment")
     sent = send(room, room.bob, "look", media_id=media_id)
 
@@ -570,7 +578,7 @@ def test_a_deleted_image_message_keeps_no_image(room):
     assert (out.deleted, out.text, out.image) == (True, "", None)
 
 
-def test_an_org_admin_deletes_someone_elses_message(room):
+def test_an_org_admin_deletes_someone_elses_message(room: Room) -> None:
     channels.join(user_id=room.admin, channel_id=room.channel_id, password=None)
     sent = send(room, room.bob, "spam")
 
@@ -580,7 +588,7 @@ def test_an_org_admin_deletes_someone_elses_message(room):
     assert (bool(message.deleted), message.deleted_by) == (True, room.admin)
 
 
-def test_a_member_does_not_delete_someone_elses_message(room):
+def test_a_member_does_not_delete_someone_elses_message(room: Room) -> None:
     sent = send(room, room.alice, "mine")
 
     with pytest.raises(Forbidden):
@@ -590,7 +598,7 @@ def test_a_member_does_not_delete_someone_elses_message(room):
     assert (bool(message.deleted), message.text) == (False, "mine")
 
 
-def test_deleting_a_message_twice_is_a_no_op(room):
+def test_deleting_a_message_twice_is_a_no_op(room: Room) -> None:
     channels.join(user_id=room.admin, channel_id=room.channel_id, password=None)
     sent = send(room, room.alice, "oops")
     messages.delete_message(user_id=room.alice, channel_id=room.channel_id, seq=sent.seq)
@@ -604,7 +612,7 @@ def test_deleting_a_message_twice_is_a_no_op(room):
 # --- read markers ---------------------------------------------------------------------------
 
 
-def test_the_read_marker_moves_forward_only(room):
+def test_the_read_marker_moves_forward_only(room: Room) -> None:
     # Given three messages Bob has not read
     for n in range(3):
         send(room, room.alice, f"message {n}")
@@ -626,7 +634,22 @@ def test_the_read_marker_moves_forward_only(room):
     )
 
 
-def test_marking_past_the_newest_message_is_refused(room):
+def test_ones_own_messages_are_not_unread(room: Room) -> None:
+    # When Alice sends two messages
+    send(room, room.alice, "one")
+    send(room, room.alice, "two")
+
+    # Then her read marker follows them, while Bob has both to read
+    channel = access.find(room.channel_id)
+    alices = access.membership(room.channel_id, room.alice)
+    bobs = access.membership(room.channel_id, room.bob)
+    assert channel is not None and alices is not None and bobs is not None
+    assert int(alices.last_read_seq) == 2
+    assert channels.channel_out(channel, alices).unread == 0
+    assert channels.channel_out(channel, bobs).unread == 2
+
+
+def test_marking_past_the_newest_message_is_refused(room: Room) -> None:
     send(room, room.alice)
 
     with pytest.raises(ValidationFailed) as refused:
@@ -642,7 +665,7 @@ def test_marking_past_the_newest_message_is_refused(room):
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_a_user_past_the_message_limit_gets_429_with_retry_after(room):
+def test_a_user_past_the_message_limit_gets_429_with_retry_after(room: Room) -> None:
     # Given Alice as many messages as the limit allows in a minute
     limit = abuse_limits.MESSAGE_PER_USER
     for n in range(limit.limit):
@@ -663,7 +686,7 @@ def test_a_user_past_the_message_limit_gets_429_with_retry_after(room):
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_a_connection_past_its_limit_gets_429_and_the_users_unit_back(room):
+def test_a_connection_past_its_limit_gets_429_and_the_users_unit_back(room: Room) -> None:
     # Given Alice's connection as many messages as its limit allows
     limit = abuse_limits.MESSAGE_PER_CONNECTION
     for n in range(limit.limit):

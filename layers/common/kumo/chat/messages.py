@@ -213,10 +213,15 @@ def edit_message(*, user_id: str, channel_id: str, seq: int, text: str) -> Messa
     if message.deleted:
         raise MessageDeleted("The message is deleted.")
     cleaned = _text(text, image=message.media_id is not None)
-    message.update(
-        actions=[MessageModel.text.set(cleaned), MessageModel.edited_at.set(clock.utc_iso())],
-        condition=MessageModel.deleted == False,  # noqa: E712 (a condition, not a comparison)
-    )
+    try:
+        message.update(
+            actions=[MessageModel.text.set(cleaned), MessageModel.edited_at.set(clock.utc_iso())],
+            condition=MessageModel.deleted == False,  # noqa: E712 (a condition, not a comparison)
+        )
+    except UpdateError as error:
+        if dynamo.condition_failed(error):
+            raise MessageDeleted("The message is deleted.") from error
+        raise
     out = message_out(message, channel.org_id)
     live.tell_channel(
         channel.org_id, channel_id, {"event": "message_edited", "message": out.model_dump()}

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import boto3
 from aws_lambda_powertools import Logger
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from kumo.core.clock import utc_iso
@@ -37,8 +38,9 @@ logger = Logger(child=True)
 
 # API Gateway refuses frames over 128 KiB; stay well under it.
 MAX_MESSAGE_BYTES: Final = 96 * 1024
-# Posts to one channel's connections run side by side, a few at a time.
-PARALLEL_POSTS: Final = 8
+# Posts to one channel's connections run side by side, this many at a time: each is a short
+# HTTPS call, so threads wait on the network, not the CPU. The client keeps a connection each.
+PARALLEL_POSTS: Final = 32
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -51,7 +53,9 @@ def management_client() -> Any:
     on AWS and the engine's /_aws/execute-api path locally (WEBSOCKET_MANAGEMENT_URL). Here,
     not in kumo.core.aws, so only functions that push need the variable."""
     return boto3.client(
-        "apigatewaymanagementapi", endpoint_url=get_settings().websocket_management_url
+        "apigatewaymanagementapi",
+        endpoint_url=get_settings().websocket_management_url,
+        config=Config(max_pool_connections=PARALLEL_POSTS),
     )
 
 
