@@ -52,6 +52,8 @@ RESOURCE_OF_VARIABLE: dict[str, str] = {
     "CHAT_TABLE": "ChatTable",
     "MEDIA_BUCKET": "MediaBucket",
     "MEDIA_UPLOADS_QUEUE_URL": "MediaUploadsQueue",
+    "FANOUT_QUEUE_URL": "FanoutQueue",
+    "FANOUT_DLQ_URL": "FanoutDeadLetterQueue",
     "MEDIA_UPLOADS_DLQ_URL": "MediaUploadsDeadLetterQueue",
     "DATA_BUCKET": "DataBucket",
     "EVENT_BUS_NAME": "KumoEventBus",

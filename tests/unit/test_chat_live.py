@@ -16,7 +16,7 @@ from kumo.chat.schemas import PostMessageRequest
 from kumo.core.errors import NotFound, ValidationFailed
 from kumo.core.principal import Principal
 from kumo.orgs import service as orgs
-from kumo.realtime import connections, fanout, service
+from kumo.realtime import connections, fanout, service, shards
 from kumo.realtime.models import (
     META,
     SUB_PREFIX,
@@ -362,7 +362,7 @@ def test_publish_chat_posts_to_the_channels_subscribers_only(room: Room) -> None
     pushed = [{"event": "message", "n": 1}, {"event": "message", "n": 2}]
 
     # When two messages are pushed to the channel
-    delivered = fanout.publish_chat(room.org_id, room.channel_id, pushed)
+    delivered = shards.publish_chat(room.org_id, room.channel_id, pushed)
 
     # Then only Alice's connection gets them, in order
     assert delivered == 2
@@ -373,7 +373,7 @@ def test_publish_chat_posts_to_the_channels_subscribers_only(room: Room) -> None
 def test_publish_chat_reaches_no_one_of_the_same_channel_id_in_another_org(room: Room) -> None:
     alices = on_chat(room.alice, room.channel_id)
 
-    assert fanout.publish_chat(room.stranger, room.channel_id, [{"event": "message"}]) == 0
+    assert shards.publish_chat(room.stranger, room.channel_id, [{"event": "message"}]) == 0
 
     assert posted_to(alices) == []
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kumo.realtime import connections, fanout
+from kumo.realtime import connections, fanout, shards
 
 
 def tell_channel(org_id: str, channel_id: str, message: dict[str, Any]) -> int:
-    return fanout.publish_chat(org_id, channel_id, [message])
+    return shards.publish_chat(org_id, channel_id, [message])
 
 
 def tell_user(user_id: str, message: dict[str, Any]) -> int:

@@ -92,6 +92,10 @@ class Settings:
     # Where functions post to WebSocket connections: https://<api>.execute-api.<region>.
     # amazonaws.com/<stage> on AWS, the engine's /_aws/execute-api/<api>/<stage> locally.
     websocket_management_url = Env("WEBSOCKET_MANAGEMENT_URL")
+    # Shards of a big channel's fan-out (kumo.realtime.shards); only its consumer's source
+    # mapping and the health check name the dead-letter queue.
+    fanout_queue_url = Env("FANOUT_QUEUE_URL")
+    fanout_dead_letter_url = Env("FANOUT_DLQ_URL")
     subscriptions_per_connection = Env("SUBSCRIPTIONS_PER_CONNECTION", "50", parse=int)
     mail_queue_url = Env("MAIL_QUEUE_URL")
     mail_dead_letter_url = Env("MAIL_DLQ_URL")

@@ -50,6 +50,8 @@ def _targets(settings: Settings) -> dict[str, str]:
         "config_reports_dead_letters": settings.config_reports_dead_letter_url,
         "media_uploads_queue": settings.media_uploads_queue_url,
         "media_uploads_dead_letters": settings.media_uploads_dead_letter_url,
+        "fanout_queue": settings.fanout_queue_url,
+        "fanout_dead_letters": settings.fanout_dead_letter_url,
     }
 
 

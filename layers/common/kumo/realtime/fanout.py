@@ -28,7 +28,6 @@ from kumo.realtime.connections import remove_connection
 from kumo.realtime.models import (
     ChannelMemberModel,
     channel_key,
-    chat_channel,
     device_channel,
     org_channel,
     user_channel,
@@ -43,7 +42,7 @@ MAX_MESSAGE_BYTES: Final = 96 * 1024
 PARALLEL_POSTS: Final = 32
 
 
-def _encode(message: dict[str, Any]) -> bytes:
+def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -61,7 +60,7 @@ def management_client() -> Any:
 
 def post(connection_id: str, message: dict[str, Any] | bytes, *, channel: str = "") -> bool:
     """Send one message; False, and the connection forgotten, when it is gone."""
-    data = message if isinstance(message, bytes) else _encode(message)
+    data = message if isinstance(message, bytes) else encode(message)
     try:
         management_client().post_to_connection(ConnectionId=connection_id, Data=data)
     except ClientError as error:
@@ -81,8 +80,14 @@ def broadcast(channel: str, messages: Sequence[dict[str, Any]]) -> int:
     targets = subscribers(channel)
     if not targets:
         return 0
-    frames = [_encode(m) for m in messages]
+    return post_all(channel, targets, [encode(m) for m in messages])
+
+
+def post_all(channel: str, targets: Sequence[str], frames: Sequence[bytes]) -> int:
+    """Every frame to every connection, side by side; how many posts were delivered."""
     jobs = [(target, frame) for target in targets for frame in frames]
+    if not jobs:
+        return 0
     if len(jobs) == 1:
         return int(_post_quietly(channel, *jobs[0]))
     with ThreadPoolExecutor(max_workers=min(PARALLEL_POSTS, len(jobs))) as pool:
@@ -101,7 +106,7 @@ def _chunks(readings: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
     chunk: list[dict[str, Any]] = []
     size = 0
     for reading in readings:
-        length = len(_encode(reading)) + 1
+        length = len(encode(reading)) + 1
         if chunk and size + length > MAX_MESSAGE_BYTES - 512:
             yield chunk
             chunk, size = [], 0
@@ -143,11 +148,6 @@ def publish_status(org_id: str, device_id: str, status: str, at: str) -> int:
         "at": at,
     }
     return _safely(org_channel(org_id, "status"), [message])
-
-
-def publish_chat(org_id: str, channel_id: str, messages: list[dict[str, Any]]) -> int:
-    """To the subscribers of a chat channel (kumo.chat checks who may subscribe)."""
-    return _safely(chat_channel(org_id, channel_id), messages)
 
 
 def publish_to_user(user_id: str, message: dict[str, Any]) -> int:
