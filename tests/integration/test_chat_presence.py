@@ -25,8 +25,8 @@ from tests.integration.test_chat import (
     PROBLEM,
     OpenLive,
     Person,
-    _member,
     _join,
+    _member,
     _new_channel,
     _ok,
     _ping_behind_pushes,
@@ -47,12 +47,11 @@ SWEEP_SECONDS = 75.0
 
 @dataclass(frozen=True)
 class Room:
-    """A channel of Alice's that Bob joined, a user of another org, and Bob's heartbeat."""
+    """A channel of Alice's that Bob joined, and Bob's heartbeat."""
 
     channel_id: str
     alice: Person
     bob: Person
-    stranger: Person
     # Alice's socket, subscribed to the channel since before Bob's heartbeat.
     watcher: Live
     # Bob's socket, subscribed to the channel: one heartbeat, then not a frame more.
@@ -70,15 +69,21 @@ def room(api: Api, outbox: Outbox, open_live: OpenLive) -> Room:
     alice = signed_up_user(api, outbox, "presence-alice")
     org_id = _new_org(api, alice["access_token"], "Presence Lab")
     bob = _member(api, outbox, alice["access_token"], org_id, "presence-bob", "member")
-    stranger = signed_up_user(api, outbox, "presence-stranger")
-    _new_org(api, stranger["access_token"], "Elsewhere")
     channel_id = _new_channel(api, alice, org_id, "presence")
     _ok(_join(api, bob, channel_id))
     watcher = _watching(open_live, alice, channel_id)
     silent = _watching(open_live, bob, channel_id)
     heartbeat_at = time.monotonic()
     recorded = silent.request({"action": "presence", "status": "online"})
-    return Room(channel_id, alice, bob, stranger, watcher, silent, recorded, heartbeat_at)
+    return Room(channel_id, alice, bob, watcher, silent, recorded, heartbeat_at)
+
+
+@pytest.fixture(scope="module")
+def stranger(api: Api, outbox: Outbox) -> Person:
+    """A user with an org of their own; signed up within Bob's window, which it does not need."""
+    person = signed_up_user(api, outbox, "presence-stranger")
+    _new_org(api, person["access_token"], "Elsewhere")
+    return person
 
 
 def _instant(iso: str) -> float:
@@ -98,9 +103,7 @@ def _told(user_id: str, status: str) -> Any:
     )
 
 
-def test_a_heartbeat_reaches_the_other_member_and_the_presence_route(
-    api: Api, room: Room
-) -> None:
+def test_a_heartbeat_reaches_the_other_member_and_the_presence_route(api: Api, room: Room) -> None:
     # Given Bob's heartbeat, recorded online with the window's deadline
     bob = room.bob["id"]
     assert room.recorded == {
@@ -141,7 +144,7 @@ def test_a_heartbeat_reaches_the_other_member_and_the_presence_route(
 
 
 def test_typing_reaches_the_members_and_a_stranger_gets_404(
-    api: Api, room: Room, open_live: OpenLive
+    api: Api, room: Room, stranger: Person, open_live: OpenLive
 ) -> None:
     # When Alice types in the channel
     room.watcher.send({"action": "typing", "channel_id": room.channel_id, "id": "typing-1"})
@@ -154,13 +157,17 @@ def test_typing_reaches_the_members_and_a_stranger_gets_404(
     assert [m for m in room.watcher.received if m.get("id") == "typing-1"] == []
 
     # When a user of another org types there, or reads its presence
-    theirs = open_live(room.stranger["access_token"])
+    theirs = open_live(stranger["access_token"])
     refused = theirs.request({"action": "typing", "channel_id": room.channel_id})
-    answer = api.get(f"{CHAT}/{room.channel_id}/presence", token=room.stranger["access_token"])
+    answer = api.get(f"{CHAT}/{room.channel_id}/presence", token=stranger["access_token"])
 
     # Then both are the 404 of a channel that does not exist
-    assert refused["event"] == "error", refused
-    assert (refused["problem"]["status"], refused["problem"]["type"]) == (404, PROBLEM + "not-found")
+    problem = refused["problem"]
+    assert (refused["event"], problem["status"], problem["type"]) == (
+        "error",
+        404,
+        PROBLEM + "not-found",
+    ), refused
     _problem(answer, 404, "not-found")
 
 
