@@ -54,6 +54,8 @@ RESOURCE_OF_VARIABLE: dict[str, str] = {
     "MEDIA_UPLOADS_QUEUE_URL": "MediaUploadsQueue",
     "FANOUT_QUEUE_URL": "FanoutQueue",
     "FANOUT_DLQ_URL": "FanoutDeadLetterQueue",
+    "SKETCH_COMPACTION_QUEUE_URL": "SketchCompactionQueue",
+    "SKETCH_COMPACTION_DLQ_URL": "SketchCompactionDeadLetterQueue",
     "MEDIA_UPLOADS_DLQ_URL": "MediaUploadsDeadLetterQueue",
     "DATA_BUCKET": "DataBucket",
     "EVENT_BUS_NAME": "KumoEventBus",

@@ -46,7 +46,9 @@ _CHAT_ROUTES = {
         "create_channel", "delete_channel", "delete_message", "edit_message", "get_channel",
         "invite_to_channel", "join_channel", "leave_channel", "list_channel_members",
         "list_channels", "list_messages", "mark_read", "post_message", "remove_channel_member",
-        "update_channel", "ws_send_message", "get_presence", "ws_typing",
+        "update_channel", "ws_send_message", "get_presence", "ws_typing", "create_sketch",
+        "list_sketches", "get_sketch", "replay_sketch", "list_sketch_strokes", "export_sketch_svg",
+        "ws_draw",
     )
 }  # fmt: skip
 # Chat pushes to live subscribers, and unsubscribes those who left (kumo.chat.live).
@@ -55,6 +57,7 @@ _CHAT_PUSHERS = {
     for name in (
         "delete_channel", "delete_message", "edit_message", "invite_to_channel", "leave_channel",
         "post_message", "remove_channel_member", "ws_send_message", "ws_presence", "ws_typing",
+        "ws_draw",
         "sweep_presence",
     )
 }  # fmt: skip

@@ -88,6 +88,7 @@ def test_only_functions_that_push_to_websockets_read_the_management_url():
         "chat/ws_typing",
         "chat/sweep_presence",
         "realtime/push_shard",
+        "chat/ws_draw",
     }
 
 

@@ -41,9 +41,7 @@ def _subscribed(count: int) -> list[str]:
 def _queued() -> list[str]:
     sqs, url = aws.sqs(), get_settings().fanout_queue_url
     bodies: list[str] = []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
-        "Messages", []
-    ):
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for message in messages:
             bodies.append(message["Body"])
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])

@@ -22,6 +22,7 @@ def _subscribe(connection_id: str, principal: Principal, body: str | None) -> di
         message,
         device_org=devices.viewable_device_org,
         chat_org=access.channel_org,
+        sketch_org=access.sketch_org,
     )
 
 

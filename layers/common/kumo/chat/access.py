@@ -10,9 +10,11 @@ from kumo.chat.models import (
     ChannelModel,
     InvitationModel,
     MembershipModel,
+    SketchModel,
     channel_key,
     invite_sort_key,
     member_sort_key,
+    sketch_key,
 )
 from kumo.core import dynamo
 from kumo.core.errors import Forbidden, NotFound
@@ -20,6 +22,7 @@ from kumo.core.ids import is_id
 from kumo.orgs.service import require_org_role
 
 NO_CHANNEL: Final = "No such channel."
+NO_SKETCH: Final = "No such sketch."
 
 
 def find(channel_id: str) -> ChannelModel | None:
@@ -79,3 +82,35 @@ def channel_org(user_id: str, channel_id: str) -> str:
     except NotFound as error:
         raise NotFound(NO_CHANNEL) from error
     return channel.org_id
+
+
+def find_sketch(sketch_id: str) -> SketchModel | None:
+    if not is_id(sketch_id):
+        return None
+    return dynamo.get_or_none(SketchModel, sketch_key(sketch_id), META, consistent_read=True)
+
+
+def member_sketch(
+    user_id: str, sketch_id: str, channel_id: str | None = None
+) -> tuple[ChannelModel, SketchModel]:
+    """A sketch of a channel the user has joined (of `channel_id`, when the route names one);
+    the 404 of a sketch that does not exist otherwise, or the channel's 403 to join first."""
+    sketch = find_sketch(sketch_id)
+    if sketch is None or (channel_id is not None and sketch.channel_id != channel_id):
+        raise NotFound(NO_SKETCH)
+    try:
+        channel, _ = member_channel(user_id, sketch.channel_id)
+    except NotFound as error:
+        raise NotFound(NO_SKETCH) from error
+    return channel, sketch
+
+
+def sketch_org(user_id: str, sketch_id: str) -> str:
+    """The org of a sketch in a channel the user has joined (the live stream's check)."""
+    sketch = find_sketch(sketch_id)
+    if sketch is None:
+        raise NotFound(NO_SKETCH)
+    try:
+        return channel_org(user_id, sketch.channel_id)
+    except NotFound as error:
+        raise NotFound(NO_SKETCH) from error

@@ -14,10 +14,11 @@ from typing import Any, Final, Literal
 
 from aws_lambda_powertools import Logger
 
-from kumo.chat import live
+from kumo.chat import live, segments
 from kumo.chat.access import (
     NO_CHANNEL,
     find,
+    find_sketch,
     invited,
     member_channel,
     membership,
@@ -27,12 +28,15 @@ from kumo.chat.errors import ChannelNameTaken, WrongChannelPassword
 from kumo.chat.models import (
     INVITE_PREFIX,
     MEMBER_PREFIX,
+    SKETCH_PREFIX,
+    AnyItem,
     ChannelModel,
     ChatItem,
     InvitationModel,
     MembershipModel,
     NameModel,
     RateCounterModel,
+    SketchRefModel,
     channel_key,
     invite_sort_key,
     invited_key,
@@ -40,6 +44,7 @@ from kumo.chat.models import (
     name_key,
     name_sort_key,
     public_key,
+    sketch_key,
     user_key,
 )
 from kumo.chat.schemas import (
@@ -337,7 +342,7 @@ def remove_member(*, user_id: str, channel_id: str, member_id: str) -> None:
 def delete_channel(*, user_id: str, channel_id: str) -> None:
     """The creator or an org admin deletes the channel: its record and name at once (it is
     gone for everyone), then its members are told, then everything else in its partition
-    (messages, memberships, invitations) is removed."""
+    (messages, memberships, invitations) is removed, and its sketches with their files."""
     channel = visible_channel(user_id, channel_id)
     _may_manage(user_id, channel)
     told = [m.user_id for m in _all(channel_id, MEMBER_PREFIX, MembershipModel)]
@@ -352,7 +357,10 @@ def delete_channel(*, user_id: str, channel_id: str) -> None:
             member_id,
             {"event": "channel_deleted", "channel": _summary(channel), "deleted_by": user_id},
         )
-    removed = _purge(channel_id)
+    removed = sum(
+        _remove_sketch(ref.sketch_id) for ref in _all(channel_id, SKETCH_PREFIX, SketchRefModel)
+    )
+    removed += _purge(channel_key(channel_id))
     logger.info("channel deleted", channel_id=channel_id, items=removed)
 
 
@@ -360,10 +368,17 @@ def _all[M: ChatItem](channel_id: str, prefix: str, model: type[M]) -> list[M]:
     return list(model.query(channel_key(channel_id), model.sk.startswith(prefix)))
 
 
-def _purge(channel_id: str) -> int:
+def _remove_sketch(sketch_id: str) -> int:
+    """A deleted channel's sketch: its segment files, then its partition."""
+    sketch = find_sketch(sketch_id)
+    files = segments.remove(sketch) if sketch is not None else 0
+    return files + _purge(sketch_key(sketch_id))
+
+
+def _purge(partition: str) -> int:
     removed = 0
-    with ChatItem.batch_write() as batch:
-        for item in ChatItem.query(channel_key(channel_id), attributes_to_get=["pk", "sk"]):
+    with AnyItem.batch_write() as batch:
+        for item in AnyItem.query(partition, attributes_to_get=["pk", "sk"]):
             batch.delete(item)
             removed += 1
     return removed

@@ -25,11 +25,12 @@ from kumo.chat.models import (
     MessageModel,
     RateCounterModel,
     SentModel,
+    SketchModel,
     channel_key,
     message_sort_key,
     sent_sort_key,
 )
-from kumo.chat.schemas import ImageOut, MessageOut, PostMessageRequest
+from kumo.chat.schemas import ImageOut, MessageOut, PostMessageRequest, SketchRefOut
 from kumo.core import abuse_limits as limits
 from kumo.core import clock, dynamo, rate_limit
 from kumo.core.errors import Conflict, Forbidden, KumoError, NotFound, invalid
@@ -55,11 +56,21 @@ def holder(channel_id: str) -> str:
     return f"chat:{channel_id}"
 
 
-def _text(value: str, *, image: bool) -> str:
+def _text(value: str, *, attached: bool) -> str:
     text = value.strip(SPACE_CHARACTERS)
-    if not text and not image:
-        raise invalid("text", "A message needs text or an image.")
+    if not text and not attached:
+        raise invalid("text", "A message needs text, an image or a sketch.")
     return text
+
+
+def _sketch(channel_id: str, sketch_id: str | None) -> SketchModel | None:
+    """The channel's sketch a message carries, as it is now (its snapshot)."""
+    if sketch_id is None:
+        return None
+    sketch = access.find_sketch(sketch_id)
+    if sketch is None or sketch.channel_id != channel_id:
+        raise invalid("sketch_id", "No such sketch in this channel.")
+    return sketch
 
 
 def _replay(channel_id: str, user_id: str, client_id: str | None) -> MessageModel | None:
@@ -85,7 +96,8 @@ def post_message(
     """Store the message and push it to the channel; answers it and whether it was a replay
     of an earlier send with the same client id (which spends no allowance)."""
     channel, member = access.member_channel(user_id, channel_id)
-    text = _text(request.text, image=request.media_id is not None)
+    attached = request.media_id is not None or request.sketch_id is not None
+    text = _text(request.text, attached=attached)
     earlier = _replay(channel_id, user_id, request.client_id)
     if earlier is not None:
         return message_out(earlier, channel.org_id), True
@@ -99,7 +111,8 @@ def post_message(
                 request.media_id, org_id=channel.org_id, purpose="attachment", field="media_id"
             )
             media.hold(ref, holder(channel_id), field="media_id")
-        message, replayed = _store(channel_id, user_id, text, request)
+        sketch = _sketch(channel_id, request.sketch_id)
+        message, replayed = _store(channel_id, user_id, text, request, sketch)
     except KumoError:
         rate_limit.refund_all(spent)
         raise
@@ -114,7 +127,11 @@ def post_message(
 
 
 def _store(
-    channel_id: str, user_id: str, text: str, request: PostMessageRequest
+    channel_id: str,
+    user_id: str,
+    text: str,
+    request: PostMessageRequest,
+    sketch: SketchModel | None,
 ) -> tuple[MessageModel, bool]:
     for _ in range(_ROUNDS):
         current = access.find(channel_id)
@@ -131,6 +148,9 @@ def _store(
             author_id=user_id,
             text=text,
             media_id=request.media_id,
+            sketch_id=sketch.sketch_id if sketch else None,
+            sketch_seq=int(sketch.seq) if sketch else None,
+            sketch_title=sketch.title if sketch else None,
             client_id=request.client_id,
             created_at=clock.utc_iso(now),
         )
@@ -212,7 +232,7 @@ def edit_message(*, user_id: str, channel_id: str, seq: int, text: str) -> Messa
         raise Forbidden("Only its author edits a message.")
     if message.deleted:
         raise MessageDeleted("The message is deleted.")
-    cleaned = _text(text, image=message.media_id is not None)
+    cleaned = _text(text, attached=message.media_id is not None or message.sketch_id is not None)
     try:
         message.update(
             actions=[MessageModel.text.set(cleaned), MessageModel.edited_at.set(clock.utc_iso())],
@@ -246,6 +266,7 @@ def delete_message(*, user_id: str, channel_id: str, seq: int) -> None:
             MessageModel.deleted_by.set(user_id),
             MessageModel.text.set(""),
             MessageModel.media_id.remove(),
+            MessageModel.sketch_id.remove(),
         ]
     )
     live.tell_channel(
@@ -292,6 +313,13 @@ def message_out(message: MessageModel, org_id: str) -> MessageOut:
                 thumbnails=links.thumbnails,
                 expires_at=links.expires_at,
             )
+    sketch = None
+    if message.sketch_id and not message.deleted:
+        sketch = SketchRefOut(
+            id=message.sketch_id,
+            title=message.sketch_title or "",
+            seq=int(message.sketch_seq or 0),
+        )
     return MessageOut(
         id=message.message_id,
         channel_id=message.channel_id,
@@ -299,6 +327,7 @@ def message_out(message: MessageModel, org_id: str) -> MessageOut:
         author_id=message.author_id,
         text=message.text,
         image=image,
+        sketch=sketch,
         client_id=message.client_id,
         created_at=message.created_at,
         edited_at=message.edited_at,

@@ -11,6 +11,10 @@ Access patterns (all GetItem or Query):
   an org's public channels       gsi1: PUBLIC#<org> / <lower-cased name>
   a user's channels              gsi2: USER#<user> / <channel id>   (memberships)
   a user's invitations           gsi2: INVITED#<user> / <channel id>
+  a channel's sketches           CHANNEL#<id> / begins_with SKETCH#
+  one sketch                     SKETCH#<id> / META             (its operation counter: `seq`)
+  a sketch's operations          SKETCH#<id> / begins_with OP#  (by sequence number)
+  a sketch's compacted segments  SKETCH#<id> / begins_with SEG# (by first sequence number)
   a user's presence              PRESENCE#<user> / META         (their last heartbeat)
   users who may still be online  gsi1: PRESENT#<shard> / <deadline>#<user>   (the sweep)
   rate counters                  RATE#<limit>#<subject> / WINDOW#<start> (kumo.core.rate_limit)
@@ -31,6 +35,9 @@ META = "META"
 MEMBER_PREFIX = "MEMBER#"
 INVITE_PREFIX = "INVITE#"
 MESSAGE_PREFIX = "MSG#"
+SKETCH_PREFIX = "SKETCH#"
+OP_PREFIX = "OP#"
+SEGMENT_PREFIX = "SEG#"
 _SEQ_DIGITS = 12
 
 
@@ -48,6 +55,18 @@ def invite_sort_key(user_id: str) -> str:
 
 def message_sort_key(seq: int) -> str:
     return f"{MESSAGE_PREFIX}{seq:0{_SEQ_DIGITS}d}"
+
+
+def sketch_key(sketch_id: str) -> str:
+    return f"{SKETCH_PREFIX}{sketch_id}"
+
+
+def op_sort_key(seq: int) -> str:
+    return f"{OP_PREFIX}{seq:0{_SEQ_DIGITS}d}"
+
+
+def segment_sort_key(first_seq: int) -> str:
+    return f"{SEGMENT_PREFIX}{first_seq:0{_SEQ_DIGITS}d}"
 
 
 def sent_sort_key(user_id: str, client_id: str) -> str:
@@ -91,6 +110,12 @@ class ChatItem(Model):
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+
+
+class AnyItem(ChatItem):
+    """Any item of the table, by its key only: what a purge reads and deletes. Never ChatItem
+    itself: PynamoDB caches a connection on the class first used, and a subclass used later
+    would inherit it, and with it a table description without the subclass's indexes."""
 
 
 class PublicChannelsIndex(GlobalSecondaryIndex["ChannelModel"]):
@@ -175,13 +200,66 @@ class MessageModel(ChatItem):
     author_id = UnicodeAttribute()
     text = UnicodeAttribute(default="")
     media_id = UnicodeAttribute(null=True)
+    # A sketch of the channel as it was at `sketch_seq` (a snapshot reference).
     sketch_id = UnicodeAttribute(null=True)
+    sketch_seq = NumberAttribute(null=True)
+    sketch_title = UnicodeAttribute(null=True)
     client_id = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     edited_at = UnicodeAttribute(null=True)
     # A deleted message keeps its place (its sequence number) with no content.
     deleted = BooleanAttribute(default=False)
     deleted_by = UnicodeAttribute(null=True)
+
+
+class SketchModel(ChatItem):
+    """SKETCH#<id> / META: a channel's drawing, and the counter of its operations."""
+
+    sk = UnicodeAttribute(range_key=True, default=META)
+    sketch_id = UnicodeAttribute()
+    channel_id = UnicodeAttribute()
+    org_id = UnicodeAttribute()
+    title = UnicodeAttribute()
+    width = NumberAttribute()
+    height = NumberAttribute()
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    # The last operation's sequence number, moved as a channel's message counter is.
+    seq = NumberAttribute(default=0)
+    # Operations up to here are in compacted segments too.
+    compacted_seq = NumberAttribute(default=0)
+
+
+class SketchRefModel(ChatItem):
+    """CHANNEL#<id> / SKETCH#<sketch id>: the sketch in its channel's list."""
+
+    sketch_id = UnicodeAttribute()
+    title = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class OpModel(ChatItem):
+    """SKETCH#<id> / OP#<seq>: one operation, append-only (a stroke, or the erasing or
+    restoring of strokes: tombstones, so every state can be replayed)."""
+
+    seq = NumberAttribute()
+    author_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+    # Milliseconds since the sketch was created: the replay's clock.
+    t_ms = NumberAttribute()
+    # The operation as the client sent it, validated (kumo.chat.schemas.SketchOp), as JSON.
+    op = UnicodeAttribute()
+    client_id = UnicodeAttribute(null=True)
+
+
+class SegmentModel(ChatItem):
+    """SKETCH#<id> / SEG#<first seq>: operations first..last, gzipped JSON in S3."""
+
+    first_seq = NumberAttribute()
+    last_seq = NumberAttribute()
+    key = UnicodeAttribute()
+    bytes = NumberAttribute()
 
 
 class SentModel(ChatItem):

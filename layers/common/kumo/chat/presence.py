@@ -82,13 +82,12 @@ def heartbeat(user_id: str, status: Status) -> PresenceOut:
         PresenceModel.fresh_until.set(fresh_until),
         PresenceModel.expires_at.set(int(fresh_until) + KEEP_SECONDS),
     ]
-    if status == "offline":
-        actions += [PresenceModel.gsi1pk.remove(), PresenceModel.gsi1sk.remove()]
-    else:
-        actions += [
-            PresenceModel.gsi1pk.set(present_key(_shard(user_id))),
-            PresenceModel.gsi1sk.set(_deadline_key(fresh_until, user_id)),
-        ]
+    # In the sweep's index until told offline: an offline heartbeat whose telling the gap
+    # holds back has a deadline of now, so the next sweep tells it.
+    actions += [
+        PresenceModel.gsi1pk.set(present_key(_shard(user_id))),
+        PresenceModel.gsi1sk.set(_deadline_key(fresh_until, user_id)),
+    ]
     item.update(actions=actions)  # answers the whole item: what was told, and when
     shown = status_of(item, now)
     if item.told_status != shown and now - float(item.told_at) >= PUSH_GAP_SECONDS:
@@ -102,11 +101,11 @@ def _tell(user_id: str, item: PresenceModel, status: Status, now: float) -> None
     condition = (
         (PresenceModel.told_at == told_at) if told_at else PresenceModel.told_at.does_not_exist()
     )
+    actions: list[Action] = [PresenceModel.told_status.set(status), PresenceModel.told_at.set(now)]
+    if status == "offline":  # told: the sweep has nothing left to tell
+        actions += [PresenceModel.gsi1pk.remove(), PresenceModel.gsi1sk.remove()]
     try:
-        item.update(
-            actions=[PresenceModel.told_status.set(status), PresenceModel.told_at.set(now)],
-            condition=condition,
-        )
+        item.update(actions=actions, condition=condition)
     except UpdateError as error:
         if dynamo.condition_failed(error):
             return

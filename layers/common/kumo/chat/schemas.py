@@ -58,6 +58,10 @@ class PostMessageRequest(StrictModel):
     media_id: Id | None = Field(
         default=None, description="A ready file of the channel's org, purpose `attachment`."
     )
+    sketch_id: Id | None = Field(
+        default=None,
+        description="A sketch of the channel: the message shows it as it is when sent.",
+    )
     client_id: ClientId | None = Field(
         default=None, description="The same id again answers the message stored the first time."
     )
@@ -136,6 +140,14 @@ class ImageOut(BaseModel):
     expires_at: str
 
 
+class SketchRefOut(BaseModel):
+    """A sketch as a message shows it: its state after operation `seq`."""
+
+    id: str
+    title: str
+    seq: int
+
+
 class MessageOut(BaseModel):
     id: str
     channel_id: str
@@ -143,7 +155,100 @@ class MessageOut(BaseModel):
     author_id: str
     text: str
     image: ImageOut | None = None
+    sketch: SketchRefOut | None = None
     client_id: str | None = None
     created_at: str
     edited_at: str | None = None
     deleted: bool = False
+
+
+# --- sketches ---------------------------------------------------------------------------------
+
+MAX_SIDE = 8192
+MAX_POINTS = 1000
+MAX_TARGETS = 500
+Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+Coordinate = Annotated[float, Field(ge=0, le=MAX_SIDE, allow_inf_nan=False)]
+SketchTitle = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+
+
+class StrokeOp(StrictModel):
+    """A line drawn at pen-up: its points in the canvas's units, `[x, y]` each."""
+
+    kind: Literal["stroke"]
+    tool: Literal["pen", "marker", "highlighter"] = "pen"
+    color: Colour = "#000000"
+    width: float = Field(default=2.0, ge=0.5, le=64, allow_inf_nan=False)
+    points: list[tuple[Coordinate, Coordinate]] = Field(min_length=1, max_length=MAX_POINTS)
+
+
+class EraseOp(StrictModel):
+    """Erase strokes (by their sequence numbers): a tombstone, so the strokes stay replayable;
+    undoing a stroke is erasing it."""
+
+    kind: Literal["erase"]
+    strokes: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_TARGETS)
+
+
+class RestoreOp(StrictModel):
+    """Bring erased strokes back (undoing an erase)."""
+
+    kind: Literal["restore"]
+    strokes: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_TARGETS)
+
+
+SketchOp = Annotated[StrokeOp | EraseOp | RestoreOp, Field(discriminator="kind")]
+
+
+class DrawFrame(StrictModel):
+    """`{"action": "draw", "sketch_id": ..., "op": {...}, "client_id": ...}` on the socket."""
+
+    action: Literal["draw"]
+    sketch_id: Id
+    op: SketchOp
+    client_id: ClientId | None = None
+    id: str | None = Field(default=None, max_length=64)
+
+
+class CreateSketchRequest(StrictModel):
+    title: SketchTitle
+    width: int = Field(default=1920, ge=16, le=MAX_SIDE)
+    height: int = Field(default=1080, ge=16, le=MAX_SIDE)
+
+
+class SketchOut(BaseModel):
+    id: str
+    channel_id: str
+    org_id: str
+    title: str
+    width: int
+    height: int
+    created_by: str
+    created_at: str
+    last_seq: int
+
+
+class OpOut(BaseModel):
+    seq: int
+    author_id: str
+    at: str
+    t_ms: int = Field(description="Milliseconds since the sketch was created: the replay clock.")
+    op: SketchOp
+
+
+class SegmentOut(BaseModel):
+    first_seq: int
+    last_seq: int
+    url: str = Field(description="Gzipped JSON (a list of operations as in `tail`), 5 minutes.")
+    bytes: int
+    expires_at: str
+
+
+class SketchLoadOut(SketchOut):
+    """A sketch to draw or replay: its compacted segments, then the operations after them."""
+
+    segments: list[SegmentOut]
+    tail: list[OpOut]
+    tail_next_seq: int | None = Field(
+        default=None, description="More operations follow: read .../ops?after_seq= from here."
+    )

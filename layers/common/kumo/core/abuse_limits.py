@@ -46,6 +46,11 @@ UPLOAD_PER_USER = Limit("upload.user", 300, HOUR, "upload forms per user")
 # Chat: a person types a message every few seconds at most; a script does not.
 MESSAGE_PER_USER = Limit("message.user", 30, MINUTE, "chat messages per user")
 MESSAGE_PER_CONNECTION = Limit("message.connection", 20, MINUTE, "chat messages per connection")
+# A sketch's operations: a stroke is sent at pen-up, a few a second at most while drawing.
+SKETCH_OP_PER_USER = Limit("sketch-op.user", 600, MINUTE, "sketch operations per user")
+SKETCH_OP_PER_CONNECTION = Limit(
+    "sketch-op.connection", 300, MINUTE, "sketch operations per connection"
+)
 # Live frames that are never stored: a heartbeat every 15 to 20 seconds, a typing notice every
 # few seconds while typing.
 PRESENCE_PER_CONNECTION = Limit("presence.connection", 12, MINUTE, "presence frames per connection")
@@ -75,6 +80,7 @@ ROUTES: dict[str, tuple[Limit, ...]] = {
 # The WebSocket routes that spend limits: their refusal is an error frame with the 429 problem.
 SOCKET_ROUTES: dict[str, tuple[Limit, ...]] = {
     "send_message": (MESSAGE_PER_USER, MESSAGE_PER_CONNECTION),
+    "draw": (SKETCH_OP_PER_USER, SKETCH_OP_PER_CONNECTION),
     "presence": (PRESENCE_PER_CONNECTION,),
     "typing": (TYPING_PER_CONNECTION,),
 }

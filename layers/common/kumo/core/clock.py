@@ -13,3 +13,8 @@ def now() -> float:
 def utc_iso(timestamp: float | None = None) -> str:
     moment = datetime.fromtimestamp(now() if timestamp is None else timestamp, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> float:
+    """The epoch seconds of a time utc_iso wrote."""
+    return datetime.fromisoformat(value).timestamp()

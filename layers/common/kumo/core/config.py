@@ -95,6 +95,9 @@ class Settings:
     # Shards of a big channel's fan-out (kumo.realtime.shards); only its consumer's source
     # mapping and the health check name the dead-letter queue.
     fanout_queue_url = Env("FANOUT_QUEUE_URL")
+    # Sketches whose operations fill a segment to compact (kumo.chat.segments).
+    sketch_compaction_queue_url = Env("SKETCH_COMPACTION_QUEUE_URL")
+    sketch_compaction_dead_letter_url = Env("SKETCH_COMPACTION_DLQ_URL")
     fanout_dead_letter_url = Env("FANOUT_DLQ_URL")
     subscriptions_per_connection = Env("SUBSCRIPTIONS_PER_CONNECTION", "50", parse=int)
     mail_queue_url = Env("MAIL_QUEUE_URL")

@@ -52,6 +52,8 @@ def _targets(settings: Settings) -> dict[str, str]:
         "media_uploads_dead_letters": settings.media_uploads_dead_letter_url,
         "fanout_queue": settings.fanout_queue_url,
         "fanout_dead_letters": settings.fanout_dead_letter_url,
+        "sketch_compaction_queue": settings.sketch_compaction_queue_url,
+        "sketch_compaction_dead_letters": settings.sketch_compaction_dead_letter_url,
     }
 
 

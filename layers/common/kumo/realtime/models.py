@@ -6,11 +6,11 @@ Access patterns (all GetItem or Query):
   a channel's connections      CHAN#<channel> / <connection id>        (fan-out)
 
 Channels start with the org id (`<org>#device#<device>`, `<org>#alerts`, `<org>#status`,
-`<org>#chat#<channel>`), so a fan-out can only reach connections that subscribed within that
-org, and subscribing checks the caller's membership first; a user's own channel
-(`user#<user>`) takes subscriptions from that user only. Every item carries `expires_at`:
-API Gateway closes a connection after two hours at most, and a missed `$disconnect`
-must not leave subscribers behind for ever.
+`<org>#chat#<channel>`, `<org>#sketch#<sketch>`), so a fan-out can only reach connections
+that subscribed within that org, and subscribing checks the caller's membership first; a
+user's own channel (`user#<user>`) takes subscriptions from that user only. Every item
+carries `expires_at`: API Gateway closes a connection after two hours at most, and a missed
+`$disconnect` must not leave subscribers behind for ever.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ def org_channel(org_id: str, topic: str) -> str:
 
 def chat_channel(org_id: str, channel_id: str) -> str:
     return f"{org_id}#chat#{channel_id}"
+
+
+def sketch_channel(org_id: str, sketch_id: str) -> str:
+    return f"{org_id}#sketch#{sketch_id}"
 
 
 def user_channel(user_id: str) -> str:

@@ -41,6 +41,7 @@ from kumo.realtime.models import (
     connection_key,
     device_channel,
     org_channel,
+    sketch_channel,
     subscription_sort_key,
     user_channel,
 )
@@ -82,7 +83,8 @@ def parse[M: BaseModel](body: str | None, model: type[M]) -> M:
 # (user id, device id) -> the org of that device, once the user may view it (else NotFound).
 # The caller passes the devices context's check: devices pushes status changes here, so
 # realtime sits below it and does not import it (docs/adr/0020). The same for chat channels:
-# (user id, channel id) -> the channel's org, once the user has joined it.
+# (user id, channel id) -> the channel's org, once the user has joined it; and the same for
+# a sketch of such a channel.
 type DeviceOrg = Callable[[str, str], str]
 type ChatOrg = Callable[[str, str], str]
 
@@ -91,11 +93,16 @@ def _refuse_chat(user_id: str, channel_id: str) -> str:
     raise NotFound("No such channel.")
 
 
+def _refuse_sketch(user_id: str, sketch_id: str) -> str:
+    raise NotFound("No such sketch.")
+
+
 def _channel(
     user_id: str,
     message: SubscriptionMessage,
     device_org: DeviceOrg,
     chat_org: ChatOrg = _refuse_chat,
+    sketch_org: ChatOrg = _refuse_sketch,
 ) -> tuple[str, dict[str, str]]:
     """The channel a subscription names, once the user may read it; and what the ack echoes."""
     # Here, not at the top: $connect and $disconnect import this module and need it not.
@@ -112,6 +119,11 @@ def _channel(
         org_id = chat_org(user_id, channel_id)
         target = {"channel": "chat", "channel_id": channel_id, "org_id": org_id}
         return chat_channel(org_id, channel_id), target
+    if message.channel == "sketch":
+        sketch_id = message.sketch_id or ""
+        org_id = sketch_org(user_id, sketch_id)
+        target = {"channel": "sketch", "sketch_id": sketch_id, "org_id": org_id}
+        return sketch_channel(org_id, sketch_id), target
     if message.channel == "user":
         return user_channel(user_id), {"channel": "user", "user_id": user_id}
     org_id = message.org_id or ""
@@ -133,9 +145,10 @@ def subscribe(
     *,
     device_org: DeviceOrg,
     chat_org: ChatOrg = _refuse_chat,
+    sketch_org: ChatOrg = _refuse_sketch,
 ) -> dict[str, Any]:
     """Join the channel; subscribing twice is a no-op. At most `subscriptions_per_connection`."""
-    channel, target = _channel(principal.user_id, message, device_org, chat_org)
+    channel, target = _channel(principal.user_id, message, device_org, chat_org, sketch_org)
     connection = _connection(connection_id)
     limit = get_settings().subscriptions_per_connection
     existing = ConnectionModel.count(
@@ -185,9 +198,10 @@ def unsubscribe(
     *,
     device_org: DeviceOrg,
     chat_org: ChatOrg = _refuse_chat,
+    sketch_org: ChatOrg = _refuse_sketch,
 ) -> dict[str, Any]:
     """Leave the channel; leaving one not joined is a no-op."""
-    channel, target = _channel(principal.user_id, message, device_org, chat_org)
+    channel, target = _channel(principal.user_id, message, device_org, chat_org, sketch_org)
     _connection(connection_id)
     subscribed = ConnectionModel.count(
         connection_key(connection_id), ConnectionModel.sk == subscription_sort_key(channel)

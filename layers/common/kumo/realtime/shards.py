@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger
 from kumo.core import aws
 from kumo.core.config import get_settings
 from kumo.realtime import fanout
-from kumo.realtime.models import chat_channel
+from kumo.realtime.models import chat_channel, sketch_channel
 
 logger = Logger(child=True)
 
@@ -35,7 +35,15 @@ _BATCH_BYTES: Final = 200 * 1024
 def publish_chat(org_id: str, channel_id: str, messages: list[dict[str, Any]]) -> int:
     """To the subscribers of a chat channel (kumo.chat checks who may subscribe): how many
     posts were made or queued. Never raises: the data is stored already."""
-    channel = chat_channel(org_id, channel_id)
+    return _publish(chat_channel(org_id, channel_id), messages)
+
+
+def publish_sketch(org_id: str, sketch_id: str, messages: list[dict[str, Any]]) -> int:
+    """To the viewers of a sketch, as publish_chat."""
+    return _publish(sketch_channel(org_id, sketch_id), messages)
+
+
+def _publish(channel: str, messages: list[dict[str, Any]]) -> int:
     try:
         return broadcast(channel, messages)
     except Exception:  # the stream is best effort; clients catch up with after_seq
