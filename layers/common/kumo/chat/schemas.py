@@ -169,6 +169,8 @@ MAX_POINTS = 1000
 MAX_TARGETS = 500
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 Coordinate = Annotated[float, Field(ge=0, le=MAX_SIDE, allow_inf_nan=False)]
+# `[x, y]`: a JSON array (a tuple is no JSON type, and the strict models take none).
+Point = Annotated[list[Coordinate], Field(min_length=2, max_length=2)]
 SketchTitle = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
 
 
@@ -179,7 +181,7 @@ class StrokeOp(StrictModel):
     tool: Literal["pen", "marker", "highlighter"] = "pen"
     color: Colour = "#000000"
     width: float = Field(default=2.0, ge=0.5, le=64, allow_inf_nan=False)
-    points: list[tuple[Coordinate, Coordinate]] = Field(min_length=1, max_length=MAX_POINTS)
+    points: list[Point] = Field(min_length=1, max_length=MAX_POINTS)
 
 
 class EraseOp(StrictModel):
