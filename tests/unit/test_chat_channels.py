@@ -14,7 +14,7 @@ import pytest
 from kumo.chat import access, channels, messages
 from kumo.chat.errors import ChannelNameTaken, WrongChannelPassword
 from kumo.chat.models import (
-    ChatItem,
+    AnyItem,
     InvitationModel,
     MembershipModel,
     NameModel,
@@ -819,7 +819,7 @@ def test_deleting_a_channel_purges_its_partition_and_frees_its_name(org: Org) ->
             channel_id=channel_id,
             request=PostMessageRequest(text=f"message {n}", client_id=f"send-{n}"),
         )
-    assert ChatItem.count(channel_key(channel_id)) > 1
+    assert AnyItem.count(channel_key(channel_id)) > 1
 
     # When its creator deletes it
     channels.delete_channel(user_id=org.alice, channel_id=channel_id)
@@ -827,7 +827,7 @@ def test_deleting_a_channel_purges_its_partition_and_frees_its_name(org: Org) ->
     # Then nothing is left in its partition, nor under its members and invitees, and the name
     # is free
     assert access.find(channel_id) is None
-    assert ChatItem.count(channel_key(channel_id)) == 0
+    assert AnyItem.count(channel_key(channel_id)) == 0
     for user_id in (org.alice, org.bob):
         assert list(MembershipModel.by_user.query(user_key(user_id))) == []
     assert list(InvitationModel.by_user.query(invited_key(carol))) == []

@@ -15,7 +15,13 @@ from typing import Any
 import boto3
 import pytest
 from kumo.chat import channels, presence
-from kumo.chat.models import ChatItem, PresenceModel, presence_key, present_key
+from kumo.chat.models import (
+    ChatItem,
+    PresenceModel,
+    channel_key,
+    presence_key,
+    present_key,
+)
 from kumo.core import abuse_limits, clock
 from kumo.core.config import get_settings
 from kumo.core.errors import Forbidden, NotFound
@@ -54,13 +60,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.at
-
-
-def _forget_connections(*models: type[ChatItem]) -> None:
-    """Drop the connection PynamoDB caches on each model class, as in a fresh container."""
-    for model in models:
-        if "_connection" in vars(model):
-            delattr(model, "_connection")
 
 
 @pytest.fixture
@@ -419,17 +418,18 @@ def test_sweep_does_not_tell_again_a_return_held_back_by_the_gap(room: Room, at:
     assert not indexed(room.alice)
 
 
-def test_sweep_reads_its_index_in_a_container_that_deleted_a_channel(room: Room, at: Clock) -> None:
-    # Given a container that deleted a channel before its first presence call (PynamoDB
-    # caches a connection per model class, and a class not connected yet inherits its base's:
-    # a purge through ChatItem itself would leave PresenceModel a schema without gsi1)
-    _forget_connections(ChatItem, PresenceModel)
-    channels.delete_channel(user_id=room.alice, channel_id=new_channel(room.org_id, room.alice))
+def test_sweep_reads_its_index_after_the_base_model_was_used(room: Room, at: Clock) -> None:
+    # Given a container whose first chat call went through ChatItem itself, before any
+    # presence call (PynamoDB would hand PresenceModel the base's connection, without gsi1)
+    PresenceModel._connection = None
+    assert ChatItem.count(channel_key(room.channel_id)) > 0
     presence.heartbeat(room.alice, "online")
 
     # Then the sweep still reads its index
     at.at = T0 + WINDOW + 1
     assert presence.sweep() == 1
+    # For every model owns its connection from the start: none takes over its base's
+    assert all("_connection" in vars(model) for model in ChatItem.__subclasses__())
 
 
 def test_sweep_function_answers_how_many_it_told(room: Room, at: Clock) -> None:

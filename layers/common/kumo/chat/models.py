@@ -25,6 +25,8 @@ Query reads them in order from any point (`after_seq`) and a gap is visible at o
 
 from __future__ import annotations
 
+from typing import Any
+
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -111,11 +113,16 @@ class ChatItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # PynamoDB caches a connection on the class first used, and a subclass not connected
+        # yet inherits its parent's, with a table description that lacks the subclass's
+        # indexes (a Query on gsi1 then fails): each model connects on its own.
+        cls._connection = None
+
 
 class AnyItem(ChatItem):
-    """Any item of the table, by its key only: what a purge reads and deletes. Never ChatItem
-    itself: PynamoDB caches a connection on the class first used, and a subclass used later
-    would inherit it, and with it a table description without the subclass's indexes."""
+    """Any item of the table, by its key only: what a purge reads and deletes."""
 
 
 class PublicChannelsIndex(GlobalSecondaryIndex["ChannelModel"]):
