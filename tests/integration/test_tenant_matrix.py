@@ -56,6 +56,7 @@ IDS = {
     "media_id",
     "channel_id",
     "seq",
+    "sketch_id",
 }
 # Query parameters an operation needs before it looks at the id (else it answers 422 first).
 QUERIES: dict[str, dict[str, str]] = {
@@ -109,6 +110,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/chat/channels/{channel_id}/messages": {"text": "intruder"},
     "PATCH /api/v1/chat/channels/{channel_id}/messages/{seq}": {"text": "taken over"},
     "POST /api/v1/chat/channels/{channel_id}/read": {"seq": 1},
+    "POST /api/v1/chat/channels/{channel_id}/sketches": {"title": "intruder"},
     # Not an id in the path, but a reference to tenant A's file in the body.
     "PATCH /api/v1/users/me": {"avatar_media_id": "{media_id}"},
 }
@@ -295,8 +297,10 @@ def tenant_a(api: Api, outbox: Outbox, receiver: Receiver) -> Tenant:
     task = _ok(api.post("/api/v1/scheduled-tasks", token=token, json=task_body), 201)
     media_id = _ready_file(api, token, org_id)
     channel_id = _private_channel(api, token, org_id, member)
-    message = {"text": "first", "media_id": media_id}
-    _ok(api.post(f"/api/v1/chat/channels/{channel_id}/messages", token=token, json=message), 201)
+    chat = f"/api/v1/chat/channels/{channel_id}"
+    sketch = _ok(api.post(f"{chat}/sketches", token=token, json={"title": "plan"}), 201)
+    message = {"text": "first", "media_id": media_id, "sketch_id": sketch["id"]}
+    _ok(api.post(f"{chat}/messages", token=token, json=message), 201)
     return Tenant(
         ids={
             "org_id": org_id,
@@ -311,6 +315,7 @@ def tenant_a(api: Api, outbox: Outbox, receiver: Receiver) -> Tenant:
             "media_id": media_id,
             "channel_id": channel_id,
             "seq": "1",
+            "sketch_id": sketch["id"],
             "intruder_email": unique_email("matrix-intruder"),
         },
         owner=token,
@@ -378,7 +383,9 @@ def _snapshot(api: Api, a: Tenant) -> dict[str, Any]:
     channel = get(chat)
     messages = get(f"{chat}/messages")["items"]
     chat_members = get(f"{chat}/members")["items"]
+    sketches = get(f"{chat}/sketches")["items"]
     return {
+        "sketches": sorted((k["id"], k["title"], k["last_seq"]) for k in sketches),
         "channel": (channel["name"], channel["has_password"], channel["last_seq"]),
         "messages": sorted((m["seq"], m["text"], m["deleted"]) for m in messages),
         "chat_members": sorted((m["user_id"], m["last_read_seq"]) for m in chat_members),

@@ -30,7 +30,15 @@ from moto.dynamodb.models import DynamoDBBackend, Table, dynamodb_backends
 from tests.support.template import table_definitions
 
 REGION = "us-east-1"
-QUEUES = ("mail", "mail-dlq", "webhooks", "webhooks-dlq", "config-shadow", "fanout")
+QUEUES = (
+    "mail",
+    "mail-dlq",
+    "webhooks",
+    "webhooks-dlq",
+    "config-shadow",
+    "fanout",
+    "sketch-compaction",
+)
 # The signing key sets (ADR 0021), in the shape the template's GenerateSecretString writes;
 # the same value every test, so a set cached by an earlier test is still the right one.
 SIGNING_KEYS = {
