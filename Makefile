@@ -101,7 +101,7 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 openapi: $(VENV)/.installed ## regenerate docs/openapi.json and the copy the API serves
 	@$(PY) -m infra.openapi --write
 
-bench: tools ## print the figures: import times, API latency, scheduler tick, webhook and telemetry throughput, live push, cost, CSV export, picture work, upload to ready, chat fan-out
+bench: tools ## print the figures: import times, API latency, scheduler tick, webhook and telemetry throughput, live push, cost, CSV export, picture work, upload to ready, chat fan-out, sketch load
 	@$(PY) bench/cold_start.py
 	@$(PY) bench/api_latency.py
 	@$(PY) bench/webhooks.py
@@ -110,6 +110,7 @@ bench: tools ## print the figures: import times, API latency, scheduler tick, we
 	@$(PY) bench/media.py
 	@$(PY) bench/media_uploads.py
 	@$(PY) bench/chat_fanout.py
+	@$(PY) bench/sketch_load.py
 
 deploy: tools ## deploy to AWS with your credentials (samconfig [default])
 	@$(PY) -m infra.stacks
