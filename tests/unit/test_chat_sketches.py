@@ -702,6 +702,38 @@ def test_compact_racing_another_records_each_segment_once(room: Room, s3_puts: l
 
 
 @pytest.mark.usefixtures("data_bucket")
+def test_compact_files_the_operation_that_filled_the_segment_though_reads_lag(
+    room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the draw that fills a segment just stored, and DynamoDB's eventually consistent
+    # queries not showing it yet (moto's are always consistent; the consumer runs at once)
+    sketch = new_sketch(room)
+    seeded(sketch, room.alice, SIZE)
+    expected = every_op(room, sketch.sketch_id)
+    real_query = OpModel.query
+
+    def lagging_query(*args: Any, **kwargs: Any) -> Iterator[OpModel]:
+        for op in real_query(*args, **kwargs):
+            if kwargs.get("consistent_read") or int(op.seq) != SIZE:
+                yield op
+
+    monkeypatch.setattr(OpModel, "query", lagging_query)
+
+    # When the consumer compacts it
+    segments.compact(sketch.sketch_id)
+
+    # Then the file holds all of the segment's operations: the range it is recorded for is
+    # never read from the table again, so one missed here would be missing from every replay
+    [stored] = segments.of_sketch(sketch.sketch_id)
+    filed = json.loads(gzip.decompress(segment_objects(sketch)[stored.key]))
+    assert [op["seq"] for op in filed] == list(range(1, SIZE + 1)), (
+        "kumo.chat.segments.compact read the segment's operations with an eventually "
+        f"consistent query and filed {len(filed)} of {SIZE} as 1..{SIZE}"
+    )
+    assert filed == expected
+
+
+@pytest.mark.usefixtures("data_bucket")
 def test_compact_of_a_sketch_short_of_a_segment_writes_nothing(
     room: Room, s3_puts: list[str]
 ) -> None:

@@ -252,5 +252,5 @@ class SketchLoadOut(SketchOut):
     segments: list[SegmentOut]
     tail: list[OpOut]
     tail_next_seq: int | None = Field(
-        default=None, description="More operations follow: read .../ops?after_seq= from here."
+        default=None, description="More operations follow: read .../strokes?after_seq= from here."
     )

@@ -54,7 +54,11 @@ def request_compaction(sketch_id: str) -> None:
 
 def of_sketch(sketch_id: str) -> list[SegmentModel]:
     return list(
-        SegmentModel.query(sketch_key(sketch_id), SegmentModel.sk.startswith(SEGMENT_PREFIX))
+        SegmentModel.query(
+            sketch_key(sketch_id),
+            SegmentModel.sk.startswith(SEGMENT_PREFIX),
+            consistent_read=True,
+        )
     )
 
 
@@ -74,9 +78,16 @@ def compact(sketch_id: str) -> int:
         if last > int(sketch.seq):
             return written
         ops = OpModel.query(
-            sketch_key(sketch_id), OpModel.sk.between(op_sort_key(first), op_sort_key(last))
+            sketch_key(sketch_id),
+            OpModel.sk.between(op_sort_key(first), op_sort_key(last)),
+            consistent_read=True,  # the draw that filled the segment may have just landed
         )
-        body = json.dumps([op_dict(op) for op in ops], separators=(",", ":"))
+        found = [op_dict(op) for op in ops]
+        if len(found) != SEGMENT_SIZE:
+            # The counter moved before every operation under it could be read: SQS delivers
+            # the request again rather than a segment with a hole being filed.
+            raise RuntimeError(f"segment {first}-{last} of {sketch_id} has {len(found)} operations")
+        body = json.dumps(found, separators=(",", ":"))
         data = gzip.compress(body.encode(), compresslevel=6)
         key = _key(sketch, first, last)
         aws.s3().put_object(
