@@ -700,3 +700,50 @@ def test_a_connection_past_its_limit_gets_429_and_the_users_unit_back(room: Room
     assert limited.value.extra["limit"] == limit.name
     assert spent(abuse_limits.MESSAGE_PER_USER, room.alice) == limit.limit
     assert last_seq(room) == limit.limit
+
+
+# --- mentions -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def told(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """What chat tells users on their own channels."""
+    from kumo.chat import live
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(live, "tell_user", lambda user, message: calls.append((user, message)))
+    return calls
+
+
+def test_a_mentioned_member_is_told_on_their_own_channel(
+    room: Room, told: list[tuple[str, dict[str, Any]]]
+) -> None:
+    # When Alice names Bob, and herself, twice
+    out = send(room, room.alice, "see this", mentions=[room.bob, room.bob, room.alice])
+
+    # Then Bob alone is told once, of that message, and the message lists him
+    assert out.mentions == [room.bob]
+    assert told == [
+        (
+            room.bob,
+            {
+                "event": "mention",
+                "channel_id": room.channel_id,
+                "org_id": room.org_id,
+                "seq": out.seq,
+                "author_id": room.alice,
+            },
+        )
+    ]
+
+
+def test_mentioning_someone_outside_the_channel_is_refused_and_stores_nothing(
+    room: Room, told: list[tuple[str, dict[str, Any]]]
+) -> None:
+    outsider = room.admin  # in the org, not in the channel
+
+    with pytest.raises(ValidationFailed) as refused:
+        send(room, room.alice, "hello", mentions=[outsider])
+
+    assert field_of(refused.value) == "mentions"
+    assert (last_seq(room), told) == (0, [])

@@ -112,7 +112,8 @@ def post_message(
             )
             media.hold(ref, holder(channel_id), field="media_id")
         sketch = _sketch(channel_id, request.sketch_id)
-        message, replayed = _store(channel_id, user_id, text, request, sketch)
+        mentioned = _mentioned(channel_id, user_id, request.mentions)
+        message, replayed = _store(channel_id, user_id, text, request, sketch, mentioned)
     except KumoError:
         rate_limit.refund_all(spent)
         raise
@@ -121,9 +122,24 @@ def post_message(
         rate_limit.refund_all(spent)
         return out, True
     live.tell_channel(channel.org_id, channel_id, {"event": "message", "message": out.model_dump()})
+    for mentioned_id in mentioned:
+        live.tell_user(
+            mentioned_id,
+            {"event": "mention", "channel_id": channel_id, "org_id": channel.org_id,
+             "seq": out.seq, "author_id": user_id},
+        )  # fmt: skip
     _read_up_to(member, int(message.seq))  # what one wrote is not unread to oneself
     logger.info("message sent", channel_id=channel_id, seq=int(message.seq))
     return out, False
+
+
+def _mentioned(channel_id: str, author_id: str, mentions: list[str]) -> list[str]:
+    """The members a message names (not its author), each once; naming anyone else is a 422,
+    so no one learns who is in a channel by mentioning them."""
+    named = [user for user in dict.fromkeys(mentions) if user != author_id]
+    if any(access.membership(channel_id, user) is None for user in named):
+        raise invalid("mentions", "Only members of the channel can be mentioned.")
+    return named
 
 
 def _store(
@@ -132,6 +148,7 @@ def _store(
     text: str,
     request: PostMessageRequest,
     sketch: SketchModel | None,
+    mentioned: list[str],
 ) -> tuple[MessageModel, bool]:
     for _ in range(_ROUNDS):
         current = access.find(channel_id)
@@ -151,6 +168,7 @@ def _store(
             sketch_id=sketch.sketch_id if sketch else None,
             sketch_seq=int(sketch.seq) if sketch else None,
             sketch_title=sketch.title if sketch else None,
+            mentions=set(mentioned) or None,
             client_id=request.client_id,
             created_at=clock.utc_iso(now),
         )
@@ -328,6 +346,7 @@ def message_out(message: MessageModel, org_id: str) -> MessageOut:
         text=message.text,
         image=image,
         sketch=sketch,
+        mentions=sorted(message.mentions or ()),
         client_id=message.client_id,
         created_at=message.created_at,
         edited_at=message.edited_at,

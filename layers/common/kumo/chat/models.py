@@ -27,7 +27,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -211,6 +216,8 @@ class MessageModel(ChatItem):
     sketch_id = UnicodeAttribute(null=True)
     sketch_seq = NumberAttribute(null=True)
     sketch_title = UnicodeAttribute(null=True)
+    # Members the message names: each is told on their own channel.
+    mentions = UnicodeSetAttribute(null=True)
     client_id = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     edited_at = UnicodeAttribute(null=True)

@@ -11,6 +11,7 @@ from kumo.core.schemas import StrictModel
 Visibility = Literal["public", "private"]
 Id = Annotated[str, StringConstraints(min_length=26, max_length=26)]
 MAX_TEXT = 4000
+MAX_MENTIONS = 20
 # Lower-case letters, digits, '-' and '_', as chat tools name channels: easy to type and to
 # mention, the same in every script.
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -61,6 +62,11 @@ class PostMessageRequest(StrictModel):
     sketch_id: Id | None = Field(
         default=None,
         description="A sketch of the channel: the message shows it as it is when sent.",
+    )
+    mentions: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_MENTIONS,
+        description="Members of the channel the message names; each is told on their own channel.",
     )
     client_id: ClientId | None = Field(
         default=None, description="The same id again answers the message stored the first time."
@@ -156,6 +162,7 @@ class MessageOut(BaseModel):
     text: str
     image: ImageOut | None = None
     sketch: SketchRefOut | None = None
+    mentions: list[str] = Field(default_factory=list)
     client_id: str | None = None
     created_at: str
     edited_at: str | None = None
