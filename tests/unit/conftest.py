@@ -275,3 +275,28 @@ def authorize(
         return result
 
     return run
+
+
+# The start of an hour (2030-03-17T17:00:00Z): every window of every rate limit starts here, so
+# a test frozen at it never straddles two windows.
+T0 = 1_900_000_800.0
+
+
+class Clock:
+    """kumo.core.clock.now, at a moment the test sets."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+@pytest.fixture
+def at(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The clock, at T0 until the test moves it (`at.at = T0 + 10`)."""
+    from kumo.core import clock
+
+    frozen = Clock(T0)
+    monkeypatch.setattr(clock, "now", frozen)
+    return frozen

@@ -38,36 +38,16 @@ from tests.support.factories import (
     websocket_connection,
     websocket_subscribe,
 )
-from tests.unit.conftest import FakeContext, load_handler
+from tests.unit.conftest import T0, Clock, FakeContext, load_handler
 
 pytestmark = pytest.mark.usefixtures("aws", "fresh_management_client")
 
 PROBLEM = "urn:kumo:problem:"
-# The start of an hour: every window of every limit starts here.
-T0 = 1_900_000_800.0
 WINDOW = get_settings().presence_window_seconds
 GAP = presence.PUSH_GAP_SECONDS
 
 
 # --- fixtures and helpers -------------------------------------------------------------------
-
-
-class Clock:
-    """kumo.core.clock.now, at a moment the test sets."""
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def __call__(self) -> float:
-        return self.at
-
-
-@pytest.fixture
-def at(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The clock, at T0 until the test moves it (`at.at = T0 + 10`)."""
-    frozen = Clock(T0)
-    monkeypatch.setattr(clock, "now", frozen)
-    return frozen
 
 
 @dataclass(frozen=True)

@@ -51,35 +51,15 @@ from tests.support.factories import (
     principal_for,
     websocket_connection,
 )
-from tests.unit.conftest import FakeContext, api_event, load_handler
+from tests.unit.conftest import T0, Clock, FakeContext, api_event, load_handler
 
 PROBLEM = "urn:kumo:problem:"
 SVG = "{http://www.w3.org/2000/svg}"
-# The start of an hour: every window of every limit starts here.
-T0 = 1_900_000_800.0
 SIZE = segments.SEGMENT_SIZE
 SKETCHES = "/api/v1/chat/channels/{channel_id}/sketches"
 
 
 # --- fixtures and helpers -------------------------------------------------------------------
-
-
-class Clock:
-    """kumo.core.clock.now, at a moment the test sets."""
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def __call__(self) -> float:
-        return self.at
-
-
-@pytest.fixture
-def at(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The clock, at T0 until the test moves it, so counts never straddle two windows."""
-    frozen = Clock(T0)
-    monkeypatch.setattr(clock, "now", frozen)
-    return frozen
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from kumo.chat import presence
-from kumo.chat.models import RateCounterModel
 from kumo.chat.schemas import PresenceFrame
-from kumo.core import abuse_limits, metrics, rate_limit
+from kumo.core import metrics
 from kumo.core.principal import Principal
 from kumo.realtime import service, socket
 
@@ -17,8 +16,7 @@ logger = Logger()
 
 def _heartbeat(connection_id: str, principal: Principal, body: str | None) -> dict[str, Any]:
     frame = service.parse(body, PresenceFrame)
-    rate_limit.spend(RateCounterModel, abuse_limits.PRESENCE_PER_CONNECTION, connection_id)
-    shown = presence.heartbeat(principal.user_id, frame.status)
+    shown = presence.heartbeat(principal.user_id, frame.status, connection_id=connection_id)
     return {"event": "presence_recorded", "id": frame.id, **shown.model_dump()}
 
 

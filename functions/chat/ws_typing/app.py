@@ -6,9 +6,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from kumo.chat import presence
-from kumo.chat.models import RateCounterModel
 from kumo.chat.schemas import TypingFrame
-from kumo.core import abuse_limits, metrics, rate_limit
+from kumo.core import metrics
 from kumo.core.principal import Principal
 from kumo.realtime import service, socket
 
@@ -17,8 +16,7 @@ logger = Logger()
 
 def _typing(connection_id: str, principal: Principal, body: str | None) -> None:
     frame = service.parse(body, TypingFrame)
-    rate_limit.spend(RateCounterModel, abuse_limits.TYPING_PER_CONNECTION, connection_id)
-    presence.typing(principal.user_id, frame.channel_id)
+    presence.typing(principal.user_id, frame.channel_id, connection_id=connection_id)
 
 
 @logger.inject_lambda_context

@@ -28,12 +28,14 @@ from kumo.chat.models import (
     META,
     MembershipModel,
     PresenceModel,
+    RateCounterModel,
     presence_key,
     present_key,
     user_key,
 )
 from kumo.chat.schemas import PresenceOut
-from kumo.core import clock, dynamo
+from kumo.core import abuse_limits as limits
+from kumo.core import clock, dynamo, rate_limit
 from kumo.core.config import get_settings
 
 logger = Logger(child=True)
@@ -71,8 +73,11 @@ def presence_out(user_id: str, item: PresenceModel | None, now: float) -> Presen
     )
 
 
-def heartbeat(user_id: str, status: Status) -> PresenceOut:
-    """Record what the user's client shows; tell their channels if that is a change."""
+def heartbeat(user_id: str, status: Status, *, connection_id: str | None = None) -> PresenceOut:
+    """Record what the user's client shows; tell their channels if that is a change. A frame
+    from a connection spends its allowance first."""
+    if connection_id:
+        rate_limit.spend(RateCounterModel, limits.PRESENCE_PER_CONNECTION, connection_id)
     now = clock.now()
     fresh_until = now if status == "offline" else now + get_settings().presence_window_seconds
     item = PresenceModel(presence_key(user_id), META)
@@ -179,8 +184,10 @@ def channel_presence(
     return [presence_out(m.user_id, found.get(m.user_id), now) for m in page], next_cursor
 
 
-def typing(user_id: str, channel_id: str) -> None:
+def typing(user_id: str, channel_id: str, *, connection_id: str | None = None) -> None:
     """Pass a typing notice to the channel's other viewers; nothing is stored."""
+    if connection_id:
+        rate_limit.spend(RateCounterModel, limits.TYPING_PER_CONNECTION, connection_id)
     channel, _ = access.member_channel(user_id, channel_id)
     live.tell_channel(
         channel.org_id,

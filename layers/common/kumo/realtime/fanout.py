@@ -84,14 +84,23 @@ def broadcast(channel: str, messages: Sequence[dict[str, Any]]) -> int:
 
 
 def post_all(channel: str, targets: Sequence[str], frames: Sequence[bytes]) -> int:
-    """Every frame to every connection, side by side; how many posts were delivered."""
-    jobs = [(target, frame) for target in targets for frame in frames]
-    if not jobs:
+    """Every frame to every connection: connections side by side, each one's frames in order;
+    how many posts were delivered."""
+    if not targets or not frames:
         return 0
-    if len(jobs) == 1:
-        return int(_post_quietly(channel, *jobs[0]))
-    with ThreadPoolExecutor(max_workers=min(PARALLEL_POSTS, len(jobs))) as pool:
-        return sum(pool.map(lambda job: _post_quietly(channel, *job), jobs))
+    if len(targets) == 1:
+        return _post_in_order(channel, targets[0], frames)
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_POSTS, len(targets))) as pool:
+        return sum(pool.map(lambda target: _post_in_order(channel, target, frames), targets))
+
+
+def _post_in_order(channel: str, connection_id: str, frames: Sequence[bytes]) -> int:
+    delivered = 0
+    for frame in frames:
+        if not _post_quietly(channel, connection_id, frame):
+            break  # gone (or failing): the rest would not arrive either
+        delivered += 1
+    return delivered
 
 
 def _post_quietly(channel: str, connection_id: str, frame: bytes) -> bool:
